@@ -1,0 +1,17 @@
+"""icl-bench: in-context vs in-weights learning under fine-tuning, as a benchmark harness."""
+
+from icl_bench.hookspecs import hookimpl
+from icl_bench.types import Context, Example, Generation, Metric, Paraphraser, Regime, Sampler, Single, Task
+
+__all__ = [
+    "Context",
+    "Example",
+    "Generation",
+    "Metric",
+    "Paraphraser",
+    "Regime",
+    "Sampler",
+    "Single",
+    "Task",
+    "hookimpl",
+]

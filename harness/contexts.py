@@ -1,0 +1,146 @@
+"""Stage 1: contexts.  The four test-context sets and each regime's training set, as JSONL records.
+
+Every record carries the rendered prompt, the gold completion, the context example ids, the sampler
+that chose them and max_sim (max sim_x between the target's and the context's inputs) for binning.
+Each instance has its own RNG seeded from (seed, task, regime or mode, epoch, target id), so contexts
+do not depend on processing order or on which other targets exist.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from icl_bench import plugins
+from icl_bench.errors import UsageError
+from icl_bench.modes import MODES
+from icl_bench.pool import Pool
+from icl_bench.progress import track
+from icl_bench.store import fingerprint, write_json, write_jsonl
+from icl_bench.types import Context, Example, Regime, Task
+
+STAGE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    """What determines the contexts: k, seed, training epochs (one context per instance per epoch),
+    and optional caps on the pool and each test set (first N examples)."""
+
+    k: int = 4
+    seed: int = 0
+    epochs: int = 1
+    max_pool: int | None = None
+    max_test: int | None = None
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "max_pool": self.max_pool,
+            "max_test": self.max_test,
+            "version": STAGE_VERSION,
+        }
+
+
+def instance_rng(
+    config: ContextConfig, task: Task, setting: str, epoch: int, target: Example
+) -> random.Random:
+    return random.Random(f"{config.seed}|{task.name}|{setting}|{epoch}|{target.id}")
+
+
+def load_pool(task: Task, config: ContextConfig) -> Pool:
+    examples = task.load(task.pool_split)[: config.max_pool]
+    paraphrase = plugins.paraphrasers[task.paraphraser] if task.paraphraser else None
+    pool = Pool(task, examples, paraphrase)
+    if len(pool) <= config.k:
+        raise UsageError(
+            f"k={config.k} needs more than {len(pool)} pool examples in task {task.name!r}; lower --k"
+        )
+    return pool
+
+
+def test_splits(task: Task) -> list[str]:
+    return [s for s in task.splits if s != task.pool_split]
+
+
+def _record(task: Task, target: Example, context: Context, **extra: Any) -> dict[str, Any]:
+    synthetic = [ex for ex in context.examples if "paraphrase_of" in ex.meta]
+    return {
+        "id": target.id,
+        "prompt": task.prompt(context.examples, target),
+        "completion": task.render_output(target),
+        "output": target.output,
+        "context_ids": [ex.id for ex in context.examples],
+        "sampler": context.sampler,
+        "near": context.near,
+        "synthetic": [{"id": ex.id, "input": ex.input, "output": ex.output} for ex in synthetic],
+        **extra,
+    }
+
+
+def _add_similarity(task: Task, rows: list[tuple[dict, Example, Context]]) -> None:
+    """Fill max_sim / mean_sim of each record from one batched embedding of all distinct inputs."""
+    texts = sorted({t.input for _, t, _ in rows} | {ex.input for _, _, c in rows for ex in c.examples})
+    vectors = task.embed(texts)
+    row_of = {text: i for i, text in enumerate(texts)}
+    for record, target, context in rows:
+        if not context.examples:
+            record["max_sim"] = record["mean_sim"] = None
+            continue
+        sims = vectors[[row_of[ex.input] for ex in context.examples]] @ vectors[row_of[target.input]]
+        record["max_sim"] = round(float(np.max(sims)), 6)
+        record["mean_sim"] = round(float(np.mean(sims)), 6)
+
+
+def test_contexts(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
+    targets = task.load(split)[: config.max_test]
+    rows = []
+    for target in track(targets, f"{task.name}/{split}: {mode.name} contexts"):
+        context = mode.sample(
+            target, pool, config.k, instance_rng(config, task, f"mode:{mode.name}", 0, target)
+        )
+        rows.append((_record(task, target, context, split=split, mode=mode.name), target, context))
+    _add_similarity(task, rows)
+    return [record for record, _, _ in rows]
+
+
+def training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig) -> list[dict]:
+    """One record per pool example per epoch; the regime's `min_mean_sim` filter drops records."""
+    targets = pool.examples
+    if regime.augment_pool:
+        pool = pool.augmented(targets, lambda t: instance_rng(config, task, f"augment:{regime.name}", 0, t))
+    rows = []
+    for epoch in range(config.epochs):
+        for target in track(targets, f"{task.name}: {regime.name} training set (epoch {epoch})"):
+            rng = instance_rng(config, task, f"regime:{regime.name}", epoch, target)
+            context = regime.sample(target, pool, config.k, rng)
+            rows.append((_record(task, target, context, regime=regime.name, epoch=epoch), target, context))
+    _add_similarity(task, rows)
+    records = [record for record, _, _ in rows]
+    if regime.min_mean_sim is not None:
+        records = [r for r in records if r["mean_sim"] is not None and r["mean_sim"] > regime.min_mean_sim]
+    return records
+
+
+def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
+    """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl under `out`; return their fingerprint."""
+    pool = load_pool(task, config)
+    for split in test_splits(task):
+        for mode in MODES.values():
+            write_jsonl(
+                out / "test" / split / f"{mode.name}.jsonl", test_contexts(task, pool, split, mode, config)
+            )
+    for regime in regimes:
+        write_jsonl(out / "train" / f"{regime.name}.jsonl", training_set(task, pool, regime, config))
+    write_json(
+        out / "config.json",
+        {"task": task.name, **config.key(), "regimes": {r.name: r.params() for r in regimes}},
+    )
+    return fingerprint(out)

@@ -1,0 +1,71 @@
+"""The labelled pool D that contexts are drawn from: its BM25 index and the target-exclusion rule."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from icl_bench.errors import UsageError
+from icl_bench.similarity import BM25Index
+from icl_bench.types import Example, Task
+
+Paraphrase = Callable[[Example, random.Random], Example]
+
+
+class Pool:
+    """Examples plus a BM25 index over their inputs.  Every query excludes the target itself:
+    the example with the target's id and every example whose input equals the target's input."""
+
+    def __init__(self, task: Task, examples: Sequence[Example], paraphrase: Paraphrase | None = None):
+        if not examples:
+            raise UsageError(f"task {task.name!r} has an empty pool; give it at least k+1 examples")
+        self.task = task
+        self.examples = list(examples)
+        self._paraphrase = paraphrase
+        self.index = BM25Index([task.bm25_tokens(ex.input) for ex in self.examples])
+        self._by_id: dict[str, list[int]] = defaultdict(list)
+        self._by_input: dict[str, list[int]] = defaultdict(list)
+        for i, ex in enumerate(self.examples):
+            self._by_id[ex.id].append(i)
+            self._by_input[ex.input].append(i)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def excluded(self, target: Example) -> frozenset[int]:
+        """Pool indices that may never appear in `target`'s context."""
+        return frozenset([*self._by_id.get(target.id, ()), *self._by_input.get(target.input, ())])
+
+    def available(self, target: Example) -> int:
+        return len(self) - len(self.excluded(target))
+
+    def random(
+        self, target: Example, n: int, rng: random.Random, also: frozenset[int] = frozenset()
+    ) -> list[int]:
+        """`n` distinct indices uniformly at random, never excluded ones nor `also`."""
+        skip = self.excluded(target) | also
+        drawn = rng.sample(range(len(self)), min(len(self), n + len(skip)))
+        return [i for i in drawn if i not in skip][:n]
+
+    def nearest(self, target: Example, n: int) -> list[int]:
+        """The `n` best pool indices by BM25 against the target's input."""
+        return self.index.top(self.task.bm25_tokens(target.input), n, self.excluded(target))
+
+    def bm25_scores(self, target: Example, indices: Sequence[int]) -> list[float]:
+        scores = self.index.scores(self.task.bm25_tokens(target.input))
+        return [float(scores[i]) for i in indices]
+
+    def paraphrase(self, target: Example, rng: random.Random) -> Example:
+        if self._paraphrase is None:
+            raise UsageError(
+                f"task {self.task.name!r} names no paraphraser; set Task.paraphraser to a registered one"
+            )
+        made = self._paraphrase(target, rng)
+        return replace(made, id=f"{target.id}~para", meta={**made.meta, "paraphrase_of": target.id})
+
+    def augmented(self, targets: Sequence[Example], rng_for: Callable[[Example], random.Random]) -> Pool:
+        """This pool plus every target's paraphrase (the similar-augmented ablation)."""
+        extra = [self.paraphrase(t, rng_for(t)) for t in targets]
+        return Pool(self.task, self.examples + extra, self._paraphrase)

@@ -1,0 +1,83 @@
+"""Context samplers (SPEC section 1): the building blocks of regimes and test modes."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from icl_bench.pool import Pool
+from icl_bench.types import Context, Example, Sampler
+
+
+def _with_near(pool: Pool, chosen: list[int], near: Example, rng: random.Random, name: str) -> Context:
+    """k-1 random pool examples with `near` inserted at a random position."""
+    examples = [pool.examples[i] for i in chosen]
+    slot = rng.randrange(len(examples) + 1)
+    examples.insert(slot, near)
+    return Context(tuple(examples), name, near=slot)
+
+
+@dataclass(frozen=True)
+class Empty(Sampler):
+    """No examples (zero-shot / standard fine-tuning)."""
+
+    name: ClassVar[str] = "empty"
+
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        return Context((), self.name)
+
+
+@dataclass(frozen=True)
+class Random(Sampler):
+    """k examples uniformly from the pool."""
+
+    name: ClassVar[str] = "random"
+
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        return Context(tuple(pool.examples[i] for i in pool.random(target, k, rng)), self.name)
+
+
+@dataclass(frozen=True)
+class Similar(Sampler):
+    """The top-k of the pool by BM25 against the target's input, best first."""
+
+    name: ClassVar[str] = "similar"
+
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        return Context(tuple(pool.examples[i] for i in pool.nearest(target, k)), self.name)
+
+
+@dataclass(frozen=True)
+class OneNear(Sampler):
+    """k-1 random + 1 near example at a random position.
+
+    `top_m=1` (test time) takes the BM25 top-1; `top_m>1` (training) samples among the BM25 top-m with
+    probability proportional to BM25 score.
+    """
+
+    top_m: int = 1
+    name: ClassVar[str] = "one_near"
+
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        candidates = pool.nearest(target, self.top_m)
+        if len(candidates) > 1:
+            weights = pool.bm25_scores(target, candidates)
+            if sum(weights) <= 0:
+                weights = [1.0] * len(candidates)
+            near = rng.choices(candidates, weights=weights)[0]
+        else:
+            near = candidates[0]
+        others = pool.random(target, k - 1, rng, also=frozenset({near}))
+        return _with_near(pool, others, pool.examples[near], rng, self.name)
+
+
+@dataclass(frozen=True)
+class Paraphrase(Sampler):
+    """k-1 random + the target's paraphrase (x~, y~) from the task's paraphraser, at a random position."""
+
+    name: ClassVar[str] = "paraphrase"
+
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        others = pool.random(target, k - 1, rng)
+        return _with_near(pool, others, pool.paraphrase(target, rng), rng, self.name)

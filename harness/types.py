@@ -1,0 +1,175 @@
+"""Core types shared by every stage: examples, tasks, contexts, samplers, regimes."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from icl_bench.pool import Pool
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled instance: `input` x, gold `output` y, free-form `meta` (e.g. a SQL database path)."""
+
+    id: str
+    input: str
+    output: str
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """How a generation task is decoded: greedy, up to `max_new_tokens`, cut at the first stop string."""
+
+    max_new_tokens: int = 64
+    stop: tuple[str, ...] = ("\n",)
+
+
+class Task(ABC):
+    """A task plugin: data, prompt, metric.  Subclass it and register an instance.
+
+    Generation tasks are scored by `score(predictions, examples)`; multiple-choice tasks set `choices` and
+    are scored by the log-likelihood of each choice as the continuation of the prompt.
+    """
+
+    name: str
+    description: str
+    splits: tuple[str, ...] = ("train", "test")
+    pool_split: str = "train"
+    metric: str = "exact-match"
+    paraphraser: str | None = None
+    choices: tuple[str, ...] | None = None
+    generation: Generation = Generation()
+
+    @abstractmethod
+    def load(self, split: str) -> list[Example]:
+        """All examples of `split`, in a deterministic order."""
+
+    def prompt(self, context: Sequence[Example], target: Example) -> str:
+        """The text the model continues: the context examples, then the target's input."""
+        shots = "".join(f"{self.render_input(ex)}{self.render_output(ex)}\n" for ex in context)
+        return shots + self.render_input(target)
+
+    def render_input(self, example: Example) -> str:
+        return f"Input: {example.input}\nOutput:"
+
+    def render_output(self, example: Example) -> str:
+        """The continuation trained on and expected after `render_input` (leading space included)."""
+        return f" {example.output}"
+
+    def bm25_tokens(self, text: str) -> list[str]:
+        """Tokens BM25 indexes for an input; lowercase words by default."""
+        return text.lower().split()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-norm sentence embeddings of inputs (rows); sim_x is their dot product."""
+        from icl_bench.similarity import minilm_embed
+
+        return minilm_embed(texts)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The in-context examples chosen for one target, and which sampler chose them.
+
+    `near` is the position of the near slot (one_near's nearest or paraphrase's synthetic example).
+    """
+
+    examples: tuple[Example, ...]
+    sampler: str
+    near: int | None = None
+
+
+def _describe(value: Any) -> Any:
+    """A sampler as `Name(field=value, ...)`, anything else as is: stable text for keys and reports."""
+    if isinstance(value, Sampler):
+        args = ", ".join(f"{f.name}={getattr(value, f.name)!r}" for f in fields(value))  # type: ignore[arg-type]
+        return f"{type(value).__name__}({args})"
+    return value
+
+
+class Sampler(ABC):
+    """Builds the context for one target from a pool; never returns the target itself."""
+
+    name: str
+
+    @abstractmethod
+    def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context: ...
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A named mixture of samplers: each instance draws one sampler with the given probabilities.
+
+    A training regime and a test-context mode are both Regimes (a mode has one sampler).
+    `augment_pool` adds every target's paraphrase to the pool first (SPEC section D.4 ablation);
+    `min_mean_sim` drops instances whose context's mean sim_x to the target is not above it.
+    Subclasses add their parameters as dataclass fields, so `dataclasses.replace` configures them.
+    """
+
+    name: str
+    description: str
+    augment_pool: bool = False
+    min_mean_sim: float | None = None
+
+    def components(self) -> Sequence[tuple[float, Sampler]]:
+        raise NotImplementedError(f"regime {self.name!r} defines no components()")
+
+    def sample(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        """Draw u ~ U(0,1), pick the component whose cumulative probability covers it, sample."""
+        parts = self.components()
+        u, edge = rng.random(), 0.0
+        for prob, sampler in parts:
+            edge += prob
+            if u < edge:
+                return sampler(target, pool, k, rng)
+        return parts[-1][1](target, pool, k, rng)
+
+    def params(self) -> dict[str, Any]:
+        """The configurable fields (everything but name and description), for keys and reports."""
+        return {
+            f.name: _describe(getattr(self, f.name))
+            for f in fields(self)
+            if f.name not in ("name", "description")
+        }
+
+
+@dataclass(frozen=True)
+class Single(Regime):
+    """A regime (or test mode) that always uses one sampler."""
+
+    sampler: Sampler | None = None
+
+    def components(self) -> Sequence[tuple[float, Sampler]]:
+        assert self.sampler is not None, f"regime {self.name!r} has no sampler"
+        return ((1.0, self.sampler),)
+
+
+class Metric(ABC):
+    """Scores a batch of predictions against their examples: one float per example, higher is better."""
+
+    name: str
+    description: str
+
+    @abstractmethod
+    def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
+
+
+class Paraphraser(ABC):
+    """Makes the synthetic near neighbour (x~, y~) of a target (SPEC section 1, `paraphrase`).
+
+    The harness sets the result's id to `<target id>~para` and `meta["paraphrase_of"]` to the target id.
+    """
+
+    name: str
+    description: str
+
+    @abstractmethod
+    def __call__(self, target: Example, rng: random.Random) -> Example: ...
