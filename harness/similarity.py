@@ -73,7 +73,7 @@ def minilm_embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         vectors = _minilm().encode(
             missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
         )
-        _EMBEDDINGS.update(zip(missing, vectors.astype(np.float32)))
+        _EMBEDDINGS.update(zip(missing, vectors.astype(np.float32), strict=True))
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
     return np.stack([_EMBEDDINGS[t] for t in texts])
