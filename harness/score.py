@@ -1,0 +1,357 @@
+"""Stage: score.  Per-example results -> mean task metric with 95% bootstrap CIs (SPEC section 3).
+
+Reads the evaluate stage's results folder:
+
+    <results>/<task>/bins.json                {"task", "method": "tertiles"|"fixed", "edges": [e1, e2]}
+    <results>/<task>/**/<regime>.jsonl        one record per (test example, mode)
+
+and summarises each task per (split, model, regime, mode) and per (split, model, regime, similarity bin),
+where the bins pool every mode's records by max_sim: Low (s < e1), Medium (e1 <= s < e2), High (s >= e2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from icl_bench.errors import UsageError
+
+BINS = ("Low", "Medium", "High")
+BIN_METHODS = ("tertiles", "fixed")
+FIELDS = ("task", "model", "regime", "split", "mode", "id", "score", "max_sim")
+_CHUNK = 4_000_000  # bootstrap indices drawn per block (bounds memory at ~32 MB)
+
+BinName = Literal["Low", "Medium", "High"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scored (test example, mode) pair; `score` is the task's primary metric."""
+
+    task: str
+    model: str
+    regime: str
+    split: str
+    mode: str
+    id: str
+    score: float
+    max_sim: float | None
+
+
+@dataclass(frozen=True)
+class Bins:
+    """How a task's max_sim is binned: the method that chose the edges and the two edges."""
+
+    method: str
+    edges: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class TaskResults:
+    """Everything the evaluate stage left for one task; `metric` names the primary metric."""
+
+    task: str
+    metric: str
+    bins: Bins
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean of n scores with its percentile-bootstrap CI [lo, hi]."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Row:
+    """One summary cell: `column` is a mode (kind "mode") or a similarity bin (kind "bin")."""
+
+    split: str
+    model: str
+    regime: str
+    kind: Literal["mode", "bin"]
+    column: str
+    cell: Cell
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """A task's summary rows, sorted by (split, model, regime, kind, column)."""
+
+    task: str
+    metric: str
+    bins: Bins
+    rows: tuple[Row, ...]
+
+
+def bin_edges(
+    max_sims: Iterable[float | None], method: str = "tertiles", fixed: Sequence[float] | None = None
+) -> tuple[float, float]:
+    """The two bin edges: tertiles of the max_sims (None and NaN ignored), or the `fixed` thresholds.
+
+    Tertiles use numpy's linear-interpolation quantiles at 1/3 and 2/3, so distinct values split into
+    thirds; with many ties the edges may coincide (Medium is then empty).
+    """
+    if method not in BIN_METHODS:
+        raise UsageError(f"unknown bin method {method!r}; use one of: {', '.join(BIN_METHODS)}")
+    if method == "fixed":
+        if fixed is None or len(fixed) != 2:
+            raise UsageError(f"fixed bins need exactly two edges, got {fixed!r}; pass e.g. 0.3,0.6")
+        lo, hi = (float(edge) for edge in fixed)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise UsageError(f"fixed bin edges {lo}, {hi} must be finite and increasing; pass e.g. 0.3,0.6")
+        return lo, hi
+    if fixed is not None:
+        raise UsageError("fixed bin edges were given with method 'tertiles'; use method 'fixed' for them")
+    values = np.array([s for s in max_sims if s is not None], dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        raise UsageError("no max_sim values to take tertiles of; pass fixed edges or rebuild the contexts")
+    lo, hi = np.quantile(values, [1 / 3, 2 / 3])
+    return float(lo), float(hi)
+
+
+def bin_of(s: float, edges: tuple[float, float]) -> BinName:
+    """Low if s < e1, Medium if e1 <= s < e2, High if s >= e2."""
+    if s < edges[0]:
+        return "Low"
+    return "Medium" if s < edges[1] else "High"
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """(mean, lo, hi): the sample mean and the percentile-bootstrap CI of the mean.
+
+    Resamples are drawn with `numpy.random.default_rng(seed)`, so equal inputs give equal outputs.
+    n = 0 gives (nan, nan, nan); n = 1 gives (v, v, v).
+    """
+    if resamples < 1 or not 0 < level < 1:
+        raise UsageError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+    data = np.asarray(values, dtype=float).ravel()
+    n = data.size
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(data.mean())
+    if n == 1:
+        return mean, mean, mean
+    rng = np.random.default_rng(seed)
+    block = max(1, _CHUNK // n)
+    means = np.concatenate(
+        [
+            data[rng.integers(0, n, size=(min(block, resamples - start), n))].mean(axis=1)
+            for start in range(0, resamples, block)
+        ]
+    )
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return mean, float(lo), float(hi)
+
+
+def cell(values: Sequence[float], resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Cell:
+    mean, lo, hi = bootstrap_ci(values, resamples, level, seed)
+    return Cell(mean, lo, hi, len(values))
+
+
+def summarise(
+    records: Iterable[Record],
+    edges: tuple[float, float],
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[Row, ...]:
+    """Summary rows of one task: per (split, model, regime, mode) and per (split, model, regime, bin).
+
+    A bin pools the records of every mode whose max_sim falls in it (records without max_sim are left
+    out of the bins).  Scores are resampled in (mode, id) order, so the result does not depend on the
+    order of the records, and every cell uses the same `seed`.  Empty cells have no row.
+    """
+    groups: dict[tuple[str, str, str, str, str], list[tuple[str, str, float]]] = defaultdict(list)
+    for r in records:
+        groups[(r.split, r.model, r.regime, "mode", r.mode)].append((r.mode, r.id, r.score))
+        if r.max_sim is not None and not math.isnan(r.max_sim):
+            groups[(r.split, r.model, r.regime, "bin", bin_of(r.max_sim, edges))].append(
+                (r.mode, r.id, r.score)
+            )
+    rows = []
+    for key in sorted(groups):
+        scores = [score for _, _, score in sorted(groups[key])]
+        split, model, regime, kind, column = key
+        rows.append(Row(split, model, regime, kind, column, cell(scores, resamples, level, seed)))  # type: ignore[arg-type]
+    return tuple(rows)
+
+
+def score_task(task: TaskResults, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> TaskSummary:
+    rows = summarise(task.records, task.bins.edges, resamples, level, seed)
+    return TaskSummary(task.task, task.metric, task.bins, rows)
+
+
+def score_results(
+    results: Path, resamples: int = 1000, level: float = 0.95, seed: int = 0
+) -> list[TaskSummary]:
+    """Every task under the results folder, summarised, in task-name order."""
+    return [score_task(task, resamples, level, seed) for task in load_results(results)]
+
+
+# --- reading the evaluate stage's results -------------------------------------------------------------
+
+
+def load_results(results: Path) -> list[TaskResults]:
+    """Every task folder under `results` (sorted; hidden folders skipped), validated."""
+    results = Path(results)
+    if not results.is_dir():
+        raise UsageError(f"results folder {results} does not exist; run `icl-bench evaluate` or fix the path")
+    folders = sorted(
+        p
+        for p in results.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and ((p / "bins.json").is_file() or _jsonl_files(p))
+    )
+    if not folders:
+        raise UsageError(f"no task folders with results under {results}; run `icl-bench evaluate` first")
+    return [load_task(folder) for folder in folders]
+
+
+def load_task(folder: Path) -> TaskResults:
+    """One task folder: its records, its bins (tertiles of the records' max_sim if bins.json is absent)."""
+    records: list[Record] = []
+    seen: dict[tuple[str, str, str, str, str], str] = {}
+    metric_names: set[str] | None = None
+    declared: set[str] = set()
+    for path in _jsonl_files(folder):
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                raw = _parse_line(line, where)
+                record = _record(raw, where)
+                if record.task != folder.name:
+                    raise UsageError(
+                        f"{where}: record is for task {record.task!r} but lies in folder {folder.name!r}; "
+                        "move the file to its task's folder"
+                    )
+                key = (record.split, record.model, record.regime, record.mode, record.id)
+                if key in seen:
+                    raise UsageError(
+                        f"{where}: duplicate record for id {record.id!r} in mode {record.mode!r} "
+                        f"(first at {seen[key]}); delete one of them"
+                    )
+                seen[key] = where
+                records.append(record)
+                if isinstance(raw.get("metric"), str):
+                    declared.add(raw["metric"])
+                matching = {
+                    name
+                    for name, value in (raw.get("metrics") or {}).items()
+                    if isinstance(value, (int, float)) and value == record.score
+                }
+                metric_names = matching if metric_names is None else metric_names & matching
+    if not records:
+        raise UsageError(f"no records in {folder}; run `icl-bench evaluate` for task {folder.name!r}")
+    bins_path = folder / "bins.json"
+    if bins_path.is_file():
+        bins, named = _read_bins(bins_path)
+        declared |= {named} if named else set()
+    elif any(r.max_sim is not None for r in records):
+        bins = _tertiles(records)
+    else:
+        raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench evaluate`")
+    metric = _metric_name(declared, metric_names or set())
+    return TaskResults(folder.name, metric, bins, tuple(records))
+
+
+def _jsonl_files(folder: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in folder.rglob("*.jsonl")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _parse_line(line: str, where: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise UsageError(
+            f"{where}: not valid JSON ({error.msg}); fix or delete the line, or rerun `icl-bench evaluate`"
+        ) from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: a record must be a JSON object; fix the line or rerun evaluate")
+    return raw
+
+
+def _record(raw: dict[str, Any], where: str) -> Record:
+    missing = [name for name in FIELDS if name not in raw]
+    if missing:
+        raise UsageError(
+            f"{where}: missing field(s) {', '.join(missing)}; every record needs {', '.join(FIELDS)}"
+        )
+    for name in ("task", "model", "regime", "split", "mode"):
+        if not isinstance(raw[name], str) or not raw[name]:
+            raise UsageError(f"{where}: field {name!r} must be a non-empty string, got {raw[name]!r}")
+    if not isinstance(raw["id"], (str, int)) or isinstance(raw["id"], bool):
+        raise UsageError(f"{where}: field 'id' must be a string, got {raw['id']!r}")
+    score = _number(raw["score"])
+    if score is None or not math.isfinite(score):
+        raise UsageError(f"{where}: field 'score' must be a finite number, got {raw['score']!r}")
+    max_sim = _number(raw["max_sim"])
+    if raw["max_sim"] is not None and (max_sim is None or math.isnan(max_sim)):
+        raise UsageError(f"{where}: field 'max_sim' must be a number or null, got {raw['max_sim']!r}")
+    return Record(
+        raw["task"], raw["model"], raw["regime"], raw["split"], raw["mode"], str(raw["id"]), score, max_sim
+    )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _read_bins(path: Path) -> tuple[Bins, str | None]:
+    """The bins in bins.json, and the metric name it states (optional key "metric")."""
+    fix = 'rerun `icl-bench evaluate` or write {"method": "tertiles", "edges": [e1, e2]}'
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path}: not valid JSON ({error.msg}); {fix}") from None
+    edges = raw.get("edges") if isinstance(raw, dict) else None
+    values = [_number(e) for e in edges] if isinstance(edges, list) else []
+    if len(values) != 2 or None in values or not all(math.isfinite(v) for v in values):  # type: ignore[arg-type]
+        raise UsageError(f"{path}: 'edges' must be two finite numbers; {fix}")
+    lo, hi = values
+    if lo > hi:  # type: ignore[operator]
+        raise UsageError(f"{path}: edges {lo}, {hi} are not in increasing order; {fix}")
+    method = raw.get("method")
+    if not isinstance(method, str):
+        raise UsageError(f"{path}: 'method' must be a string such as \"tertiles\"; {fix}")
+    metric = raw.get("metric")
+    return Bins(method, (lo, hi)), metric if isinstance(metric, str) else None  # type: ignore[arg-type]
+
+
+def _tertiles(records: Sequence[Record]) -> Bins:
+    """Tertiles over the distinct (split, mode, id) pairs: contexts, hence max_sim, are shared by models."""
+    sims: dict[tuple[str, str, str], float | None] = {}
+    for r in records:
+        sims.setdefault((r.split, r.mode, r.id), r.max_sim)
+    return Bins("tertiles", bin_edges(sims[key] for key in sorted(sims)))
+
+
+def _metric_name(declared: set[str], matching: set[str]) -> str:
+    """The metric a record's "metric" or bins.json's "metric" names, else the unique `metrics` entry
+    equal to `score` in every record, else "score"."""
+    if len(declared) == 1:
+        return next(iter(declared))
+    if len(matching) == 1:
+        return next(iter(matching))
+    return "score"
