@@ -82,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_contexts(args: argparse.Namespace) -> None:
-    from icl_bench.contexts import ContextConfig, write_contexts
+    from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
     from icl_bench.progress import console
     from icl_bench.store import Store, fingerprint
 
@@ -94,14 +94,90 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     if args.out:
         print(write_contexts(task, regimes, config, Path(args.out)))
         return
-    store = Store(args.store)
-    inputs = {"task": task.name, "config": config.key(), "regimes": {r.name: r.params() for r in regimes}}
-    if not store.has("contexts", inputs):
-        with store.writing("contexts", inputs) as folder:
-            write_contexts(task, regimes, config, folder)
-    folder = store.folder("contexts", inputs)
+    folder = build_contexts(task, regimes, config, Store(args.store))
     console.print(f"contexts in {folder}")
     print(fingerprint(folder, skip=("inputs.json",)))
+
+
+def csv_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from icl_bench.progress import console
+    from icl_bench.run import MAIN_REGIMES, Plan, run
+    from icl_bench.store import Store
+
+    spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
+    plan = Plan(
+        models=csv_names(args.models),
+        tasks=csv_names(args.tasks),
+        regimes=resolve_regimes(spec, args.set),
+        size=args.size,
+        seed=args.seed,
+        k=args.k,
+        out=Path(args.out),
+        launcher=args.launcher,
+        num_gpus=args.num_gpus,
+        hostfile=Path(args.hostfile) if args.hostfile else None,
+        batch_size=args.batch_size,
+    )
+    failures = run(plan, Store(args.store))
+    show_leaderboard(Path(args.out))
+    for failure in failures:
+        console.print(f"[red]failed[/] {failure}")
+    if failures:
+        raise SystemExit(1)
+
+
+def show_leaderboard(suite: Path) -> None:
+    from icl_bench.leaderboard import show
+
+    show(suite / "results")
+
+
+def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+    """(results, out) pairs: the given ones, or every suite under leaderboards/."""
+    if args.results or args.out:
+        results = Path(args.results) if args.results else Path(args.out) / "results"
+        return [(results, Path(args.out) if args.out else results.parent)]
+    root = Path(args.root)
+    found = sorted(p.parent for p in root.glob("*/results") if p.is_dir())
+    if not found:
+        raise UsageError(f"no suites with results/ under {root}/; run `icl-bench run` or pass --results")
+    return [(suite / "results", suite) for suite in found]
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> None:
+    from icl_bench.leaderboard import check_leaderboard, index_suites, write_leaderboard
+    from icl_bench.progress import console
+
+    stale = []
+    for results, out in suites(args):
+        if args.check:
+            stale += [f"{out}/{name}" for name in check_leaderboard(results, out)]
+        else:
+            write_leaderboard(results, out)
+            console.print(f"wrote {out}/leaderboard.md")
+    if args.check:
+        if stale:
+            names = ", ".join(stale)
+            raise UsageError(f"leaderboard files out of date: {names}; run `icl-bench leaderboard`")
+        console.print("leaderboards are up to date")
+    elif not (args.results or args.out):
+        index_suites(Path(args.root))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
+    from icl_bench.evaluate import export_lm_eval
+    from icl_bench.store import Store
+
+    task = plugins.tasks[args.task]
+    config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
+    folder = build_contexts(task, [], config, Store(args.store))
+    for name in export_lm_eval(task, read_test_records(folder, task), Path(args.out)):
+        print(name)
 
 
 def build_parser() -> Parser:
@@ -133,6 +209,43 @@ def build_parser() -> Parser:
         "--store", help="artifact store folder (default: $ICL_BENCH_STORE or the user cache)"
     )
     contexts.set_defaults(func=cmd_contexts)
+
+    run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
+    run.add_argument("--models", default="smollm2-135m", help="comma-separated aliases, hub ids or folders")
+    run.add_argument("--tasks", default="synthetic-alignment", help="comma-separated task names")
+    run.add_argument("--regimes", default="main", help="`main` (the four main regimes), `all`, or names")
+    run.add_argument("--set", action="append", default=[], metavar="REGIME.FIELD=VALUE")
+    run.add_argument("--size", default="default", help="smoke, default or paper")
+    run.add_argument("--k", type=positive, default=4)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
+    run.add_argument("--out", default="leaderboards/default", help="suite folder for results and tables")
+    run.add_argument("--store", help="artifact store folder")
+    run.add_argument(
+        "--launcher",
+        choices=("none", "deepspeed"),
+        default="none",
+        help="run training under the deepspeed launcher",
+    )
+    run.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
+    run.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
+    run.set_defaults(func=cmd_run)
+
+    board = sub.add_parser("leaderboard", help="regenerate tables and plots from results")
+    board.add_argument("--results", help="results folder (default: every suite under leaderboards/)")
+    board.add_argument("--out", help="suite folder to write")
+    board.add_argument("--root", default="leaderboards", help=argparse.SUPPRESS)
+    board.add_argument("--check", action="store_true", help="exit non-zero if committed files differ")
+    board.set_defaults(func=cmd_leaderboard)
+
+    export = sub.add_parser("export-lm-eval", help="write the test-context sets as lm-eval task folders")
+    export.add_argument("--task", required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--k", type=positive, default=4)
+    export.add_argument("--seed", type=int, default=0)
+    export.add_argument("--max-test", type=positive)
+    export.add_argument("--store", help="artifact store folder")
+    export.set_defaults(func=cmd_export)
     return parser
 
 

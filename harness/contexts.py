@@ -21,7 +21,8 @@ from icl_bench.errors import UsageError
 from icl_bench.modes import MODES
 from icl_bench.pool import Pool
 from icl_bench.progress import track
-from icl_bench.store import fingerprint, write_json, write_jsonl
+from icl_bench.samplers import Paraphrase
+from icl_bench.store import Store, digest, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.types import Context, Example, Regime, Task
 
 STAGE_VERSION = 1
@@ -68,6 +69,15 @@ def load_pool(task: Task, config: ContextConfig) -> Pool:
 
 def test_splits(task: Task) -> list[str]:
     return [s for s in task.splits if s != task.pool_split]
+
+
+def test_modes(task: Task) -> list[Regime]:
+    """The four test modes; `paraphrase` only for tasks that have a paraphraser."""
+    return [mode for mode in MODES.values() if task.paraphraser or not needs_paraphrases(mode)]
+
+
+def needs_paraphrases(regime: Regime) -> bool:
+    return regime.augment_pool or any(p > 0 and isinstance(s, Paraphrase) for p, s in regime.components())
 
 
 def _record(task: Task, target: Example, context: Context, **extra: Any) -> dict[str, Any]:
@@ -132,8 +142,14 @@ def training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig) 
 def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
     """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl under `out`; return their fingerprint."""
     pool = load_pool(task, config)
+    for regime in regimes:
+        if task.paraphraser is None and needs_paraphrases(regime):
+            raise UsageError(
+                f"regime {regime.name!r} uses paraphrases but task {task.name!r} has no paraphraser; "
+                f"pick another regime or set {regime.name}.p_paraphrase=0"
+            )
     for split in test_splits(task):
-        for mode in MODES.values():
+        for mode in test_modes(task):
             write_jsonl(
                 out / "test" / split / f"{mode.name}.jsonl", test_contexts(task, pool, split, mode, config)
             )
@@ -144,3 +160,33 @@ def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig,
         {"task": task.name, **config.key(), "regimes": {r.name: r.params() for r in regimes}},
     )
     return fingerprint(out)
+
+
+def data_fingerprint(task: Task) -> str:
+    """sha256 of every example of every split: artifact keys change when the task's data does."""
+    splits = {split: [(ex.id, ex.input, ex.output) for ex in task.load(split)] for split in task.splits}
+    return digest(splits)
+
+
+def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, store: Store) -> Path:
+    """The contexts artifact for these inputs, built once and then reused from the store."""
+    inputs = {
+        "task": task.name,
+        "data": data_fingerprint(task),
+        "config": config.key(),
+        "regimes": {r.name: r.params() for r in regimes},
+    }
+    if not store.has("contexts", inputs):
+        with store.writing("contexts", inputs) as folder:
+            write_contexts(task, regimes, config, folder)
+    return store.folder("contexts", inputs)
+
+
+def read_test_records(folder: Path, task: Task) -> list[dict]:
+    """Every test-context record of a contexts artifact: all test splits, all modes."""
+    return [
+        record
+        for split in test_splits(task)
+        for path in sorted((folder / "test" / split).glob("*.jsonl"))
+        for record in read_jsonl(path)
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -90,7 +90,10 @@ class Context:
 def _describe(value: Any) -> Any:
     """A sampler as `Name(field=value, ...)`, anything else as is: stable text for keys and reports."""
     if isinstance(value, Sampler):
-        args = ", ".join(f"{f.name}={getattr(value, f.name)!r}" for f in fields(value))  # type: ignore[arg-type]
+        state = (
+            {f.name: getattr(value, f.name) for f in fields(value)} if is_dataclass(value) else vars(value)
+        )
+        args = ", ".join(f"{key}={state[key]!r}" for key in sorted(state))
         return f"{type(value).__name__}({args})"
     return value
 
