@@ -170,7 +170,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
-    from icl_bench.evaluate import export_lm_eval
+    from icl_bench.export import export_lm_eval
     from icl_bench.store import Store
 
     task = plugins.tasks[args.task]
@@ -223,9 +223,9 @@ def build_parser() -> Parser:
     run.add_argument("--store", help="artifact store folder")
     run.add_argument(
         "--launcher",
-        choices=("none", "deepspeed"),
+        choices=("none", "deepspeed", "torchrun"),
         default="none",
-        help="run training under the deepspeed launcher",
+        help="run training under a distributed launcher",
     )
     run.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
     run.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")

@@ -7,7 +7,6 @@ goes on.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -80,7 +79,7 @@ def run(plan: Plan, store: Store) -> list[str]:
                     samples = _evaluate_setting(
                         plan, store, task, spec, references[name], regime, folder, test_records, train_config
                     )
-                except TrainingDiverged as error:
+                except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
                     failures.append(f"{name}/{task.name}/{regime_name}: {error}")
                     continue
                 write_jsonl(results / task.name / name / f"{regime_name}.jsonl", samples)
@@ -158,9 +157,8 @@ def _train(
     config: TrainConfig,
 ) -> Path:
     """The trained model's folder for (model, task data, regime, hyper-parameters, seed), built once."""
-    from icl_bench.train import launch_command, run_job, train
+    from icl_bench.train import run_job, train, write_job
 
-    records_path = contexts / "train" / f"{regime.name}.jsonl"
     inputs = {
         "model": models.identity(spec, reference),
         "contexts": contexts.name,
@@ -172,21 +170,20 @@ def _train(
         return store.folder("train", inputs)
     checkpoints = store.folder("checkpoints", inputs)
     console.print(f"[bold]train[/] {spec.name} / {task.name} / {regime.name}")
+    records = read_jsonl(contexts / "train" / f"{regime.name}.jsonl")
     with store.writing("train", inputs) as output:
-        if plan.launcher == "deepspeed":
-            job = output / "job.json"
-            job_spec = {
-                "reference": reference,
-                "model": spec.name,
-                "records_path": str(records_path),
-                "config": config.key(),
-                "output": str(output),
-                "checkpoints": str(checkpoints),
-                "deepspeed": True,
-            }
-            job.write_text(json.dumps(job_spec))
-            run_job(launch_command(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile))
+        if plan.launcher == "none":
+            train(reference, spec, records, config, output, checkpoints)
         else:
-            train(reference, spec, read_jsonl(records_path), config, output, checkpoints)
+            job = write_job(
+                checkpoints / "job",
+                reference=reference,
+                model=spec.name,
+                records=records,
+                config=config,
+                output=output,
+                checkpoints=checkpoints,
+            )
+            run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return store.folder("train", inputs)

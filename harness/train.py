@@ -1,0 +1,565 @@
+"""The train stage: fine-tune a model on (prompt, completion) records, the loss on completion tokens only.
+
+One `transformers.Trainer` run, LoRA via `peft` (or full fine-tuning), AdamW with linear decay, seeded.
+Checkpoints go to a folder the caller keeps across interruptions, and a rerun resumes from the newest
+complete one.  The result is a standard folder: a PEFT adapter, or a full model and its tokenizer, plus
+`train_log.json`.  DeepSpeed ZeRO is the distributed engine: `zero_config` writes its config, and
+`launch_command` / `run_job` run this module under the `deepspeed` (or `torchrun`) launcher:
+
+    deepspeed --num_gpus 2 --module icl_bench.train --job JOB.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from icl_bench.errors import UsageError
+from icl_bench.models import ModelSpec, load, resolve
+from icl_bench.store import read_jsonl, write_json, write_jsonl
+
+ADAPT = ("attention", "attention+mlp", "full")
+LAUNCHERS = ("deepspeed", "torchrun")
+IGNORE = -100  # label id the loss skips
+KEEP_CHECKPOINTS = 2
+LOG = "train_log.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message is one line with the step and a hint."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Plain training settings.  `batch_size` is per process; `zero_stage` and `offload` apply only
+    when training under DeepSpeed (`offload` moves the optimizer state, and at stage 3 the
+    parameters, to CPU memory)."""
+
+    lora_rank: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    adapt: str = "attention"
+    learning_rate: float = 2e-4
+    epochs: int = 1
+    batch_size: int = 2
+    grad_accum: int = 1
+    max_steps: int = -1
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    max_length: int = 1024
+    seed: int = 0
+    save_steps: int = 50
+    zero_stage: int = 2
+    offload: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lora_rank": _is_int(self.lora_rank) and self.lora_rank >= 1,
+            "lora_alpha": _is_number(self.lora_alpha) and self.lora_alpha > 0,
+            "lora_dropout": _is_number(self.lora_dropout) and 0 <= self.lora_dropout < 1,
+            "adapt": self.adapt in ADAPT,
+            "learning_rate": _is_number(self.learning_rate) and 0 < self.learning_rate < math.inf,
+            "epochs": _is_int(self.epochs) and self.epochs >= 1,
+            "batch_size": _is_int(self.batch_size) and self.batch_size >= 1,
+            "grad_accum": _is_int(self.grad_accum) and self.grad_accum >= 1,
+            "max_steps": _is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
+            "warmup_ratio": _is_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+            "weight_decay": _is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf,
+            "max_length": _is_int(self.max_length) and self.max_length >= 2,
+            "seed": _is_int(self.seed) and self.seed >= 0,
+            "save_steps": _is_int(self.save_steps) and self.save_steps >= 1,
+            "zero_stage": _is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
+            "offload": isinstance(self.offload, bool),
+        }
+        wanted = {
+            "adapt": f"one of {', '.join(ADAPT)}",
+            "lora_dropout": "in [0, 1)",
+            "max_steps": "-1 (use epochs) or a positive integer",
+            "warmup_ratio": "in [0, 1)",
+            "zero_stage": "0, 1, 2 or 3",
+            "offload": "true or false",
+            "seed": "a non-negative integer",
+            "weight_decay": "a non-negative number",
+            "max_length": "an integer >= 2",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                hint = wanted.get(name, "a positive integer" if name in _INTS else "a positive number")
+                raise UsageError(f"train config: {name} must be {hint}, got {getattr(self, name)!r}")
+
+    @property
+    def lora(self) -> bool:
+        return self.adapt != "full"
+
+    def key(self) -> dict[str, Any]:
+        """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
+        offload, which only change how the run is carried out)."""
+        fields = asdict(self)
+        for name in ("save_steps", "zero_stage", "offload"):
+            del fields[name]
+        if not self.lora:
+            for name in ("lora_rank", "lora_alpha", "lora_dropout"):
+                del fields[name]
+        return fields
+
+
+_INTS = {"lora_rank", "epochs", "batch_size", "grad_accum", "max_length", "seed", "save_steps"}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def encode(records: Sequence[Mapping[str, str]], tokenizer, max_length: int) -> list[dict[str, list[int]]]:
+    """Token ids of prompt + completion + eos, and labels that are IGNORE on the prompt.  Prompt and
+    completion are tokenised separately so the boundary is exact; an over-long prompt loses tokens from
+    its left (after a leading bos), the completion is never cut."""
+    features = []
+    bos = tokenizer.bos_token_id
+    for number, record in enumerate(records):
+        if not isinstance(record.get("prompt"), str) or not isinstance(record.get("completion"), str):
+            raise UsageError(f"training record {number} needs string 'prompt' and 'completion' fields")
+        prompt = tokenizer(record["prompt"])["input_ids"]
+        completion = tokenizer(record["completion"], add_special_tokens=False)["input_ids"]
+        completion = [*completion, tokenizer.eos_token_id]
+        head = prompt[:1] if prompt and prompt[0] == bos and bos is not None else []
+        room = max_length - len(completion) - len(head)
+        if room < 1:
+            raise UsageError(
+                f"training record {number}: its completion ({len(completion)} tokens with eos) leaves "
+                f"no room for the prompt within max_length={max_length}; raise max_length"
+            )
+        prompt = head + prompt[len(head) :][-room:]
+        features.append({"input_ids": prompt + completion, "labels": [IGNORE] * len(prompt) + completion})
+    return features
+
+
+@dataclass(frozen=True)
+class Collator:
+    """Pads a batch on the right to its longest sequence: pad ids, IGNORE labels, attention mask 0."""
+
+    pad_id: int
+
+    def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Any]:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "attention_mask": []}
+        for f in features:
+            pad = width - len(f["input_ids"])
+            batch["input_ids"].append([*f["input_ids"], *[self.pad_id] * pad])
+            batch["labels"].append([*f["labels"], *[IGNORE] * pad])
+            batch["attention_mask"].append([1] * len(f["input_ids"]) + [0] * pad)
+        return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def zero_config(config: TrainConfig) -> dict[str, Any]:
+    """A DeepSpeed ZeRO config; "auto" values are filled in by the Trainer from its arguments.  With
+    offload the optimizer is DeepSpeed's CPU AdamW (a torch optimizer cannot step offloaded state)."""
+    zero: dict[str, Any] = {"stage": config.zero_stage, "contiguous_gradients": True, "overlap_comm": False}
+    if config.zero_stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True
+    if config.offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if config.zero_stage == 3:
+            zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    ds: dict[str, Any] = {
+        "train_batch_size": "auto",
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+        "bf16": {"enabled": "auto"},
+        "fp16": {"enabled": "auto"},
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if config.offload:
+        params = {"lr": "auto", "betas": "auto", "eps": "auto", "weight_decay": "auto"}
+        ds["optimizer"] = {"type": "AdamW", "params": params}
+    return ds
+
+
+def _callbacks(learning_rate: float, description: str) -> list:
+    """The run's two TrainerCallbacks: a divergence guard and a progress bar (defined here so that
+    importing this module stays free of transformers)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from transformers import TrainerCallback
+
+    from icl_bench.progress import console
+
+    class DivergenceGuard(TrainerCallback):
+        """Raises TrainingDiverged at the first logged NaN/inf loss, before that step is checkpointed."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"training diverged at step {state.global_step}: loss is {loss}; "
+                    f"lower the learning rate (now {learning_rate:g})"
+                )
+
+    class ProgressBar(TrainerCallback):
+        """A transient rich bar over optimizer steps with the last loss (main process, terminals only)."""
+
+        progress: Progress | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+            columns += (TimeElapsedColumn(), TextColumn("{task.fields[loss]}"))
+            quiet = not console.is_terminal
+            self.progress = Progress(*columns, console=console, transient=True, disable=quiet)
+            self.progress.start()
+            self.task = self.progress.add_task(description, total=state.max_steps, loss="")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.progress is not None and "loss" in (logs or {}):
+                self.progress.update(self.task, loss=f"loss {logs['loss']:.4f}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.close()
+
+        def close(self) -> None:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+
+    return [DivergenceGuard(), ProgressBar()]
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete `checkpoint-N` folder (trainer_state.json is written last), if any."""
+    if not checkpoints.is_dir():
+        return None
+    done = [
+        path
+        for path in checkpoints.glob("checkpoint-*")
+        if path.name.split("-")[-1].isdigit() and (path / "trainer_state.json").is_file()
+    ]
+    return max(done, key=lambda path: int(path.name.split("-")[-1]), default=None)
+
+
+def train(
+    reference: str,
+    spec: ModelSpec,
+    records: Sequence[Mapping[str, str]],
+    config: TrainConfig,
+    output: Path,
+    checkpoints: Path,
+    *,
+    deepspeed: bool = False,
+) -> Path:
+    """Fine-tune `reference` on `records` and write the result to `output`; resumes from `checkpoints`."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+
+    if not records:
+        raise UsageError("train: no training records; build the regime's training set first")
+    output, checkpoints = Path(output), Path(checkpoints)
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    with _environment(deepspeed):
+        # Arguments first: with ZeRO-3 they make from_pretrained partition the weights as it loads them.
+        args = TrainingArguments(
+            output_dir=str(checkpoints),
+            per_device_train_batch_size=config.batch_size,
+            gradient_accumulation_steps=config.grad_accum,
+            num_train_epochs=config.epochs,
+            max_steps=config.max_steps,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type="linear",
+            warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
+            weight_decay=config.weight_decay,
+            optim="adamw_torch",
+            seed=config.seed,
+            data_seed=config.seed,
+            bf16=bf16,
+            use_cpu=not torch.cuda.is_available(),
+            deepspeed=zero_config(config) if deepspeed else None,
+            save_strategy="steps",
+            save_steps=config.save_steps,
+            save_total_limit=KEEP_CHECKPOINTS,
+            logging_strategy="steps",
+            logging_steps=1,
+            logging_nan_inf_filter=False,
+            report_to=[],
+            disable_tqdm=True,
+            log_level="error",
+            log_level_replica="error",
+            remove_unused_columns=False,
+            label_names=["labels"],
+        )
+        tokenizer = AutoTokenizer.from_pretrained(reference)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        features = encode(records, tokenizer, config.max_length)
+        transformers.set_seed(config.seed)
+        dtype = torch.bfloat16 if bf16 and config.lora else torch.float32  # full: fp32 master weights
+        model = AutoModelForCausalLM.from_pretrained(reference, dtype=dtype)
+        if config.lora:
+            from peft import LoraConfig, get_peft_model
+
+            targets = spec.lora_targets if config.adapt == "attention" else spec.lora_targets_wide
+            lora = LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(targets),
+                bias="none",
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, lora)
+        callbacks = _callbacks(config.learning_rate, f"train {spec.name}")
+        trainer = Trainer(
+            model=model,
+            args=args,
+            data_collator=Collator(tokenizer.pad_token_id),
+            train_dataset=features,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(PrinterCallback)
+        resume = latest_checkpoint(checkpoints)
+        start = time.perf_counter()
+        try:
+            trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        finally:
+            callbacks[-1].close()
+        wall = time.perf_counter() - start
+        trainer.save_model(str(output))  # the adapter alone for a PeftModel; gathers ZeRO-3 shards
+        if trainer.is_world_process_zero():
+            history = trainer.state.log_history
+            write_json(
+                output / LOG,
+                {
+                    "model": spec.name,
+                    "config": asdict(config),
+                    "deepspeed": zero_config(config) if deepspeed else None,
+                    "world_size": args.world_size,
+                    "steps": trainer.state.global_step,
+                    "resumed_from": int(resume.name.split("-")[-1]) if resume else None,
+                    "wall_time_s": round(wall, 3),
+                    "losses": [
+                        {k: entry[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in entry}
+                        for entry in history
+                        if "loss" in entry
+                    ],
+                },
+            )
+    return output
+
+
+@contextlib.contextmanager
+def _environment(deepspeed: bool) -> Iterator[None]:
+    """Quiet loading, and for DeepSpeed: torch extensions (compiled ops) cached under the user cache and,
+    outside a launcher, a one-process group over localhost (else it tries MPI).  Environment variables
+    (also those accelerate sets) are restored afterwards; the group lives on for the next run to reuse."""
+    import torch
+    from platformdirs import user_cache_dir
+    from transformers.utils import logging as hf_logging
+
+    saved = dict(os.environ)
+    if deepspeed:
+        version = f"py{sys.version_info.major}{sys.version_info.minor}_torch{torch.__version__}"
+        cache = Path(user_cache_dir("icl-bench")) / "torch_extensions" / version
+        os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(cache))
+        if "RANK" not in os.environ:
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
+            os.environ["MASTER_PORT"] = str(free_port())
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated")
+            warnings.filterwarnings("ignore", message="OMP_NUM_THREADS/MKL_NUM_THREADS unset")
+            yield
+    finally:
+        if deepspeed:  # else a later from_pretrained in this process would still partition for ZeRO-3
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+        if bars:
+            hf_logging.enable_progress_bar()
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load_trained(reference: str, output: Path):
+    """(model, tokenizer) of a `train` result: the base with the adapter merged in, or the full model."""
+    output = Path(output)
+    if (output / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        model, tokenizer = load(reference)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated")
+            model = PeftModel.from_pretrained(model, str(output)).merge_and_unload()
+        return model.eval(), tokenizer
+    model, tokenizer = load(str(output))
+    return model.eval(), tokenizer
+
+
+# ---------------------------------------------------------------------------------------- distributed
+
+
+def write_job(
+    folder: Path,
+    *,
+    reference: str,
+    model: str,
+    records: Sequence[Mapping[str, str]],
+    config: TrainConfig,
+    output: Path,
+    checkpoints: Path,
+    deepspeed: bool = True,
+) -> Path:
+    """Write `records.jsonl` and `job.json` into `folder` for `main`; returns the job's path."""
+    folder = Path(folder)
+    write_jsonl(folder / "records.jsonl", records)
+    job = {
+        "reference": reference,
+        "model": model,
+        "records_path": str((folder / "records.jsonl").resolve()),
+        "config": asdict(config),
+        "output": str(Path(output).resolve()),
+        "checkpoints": str(Path(checkpoints).resolve()),
+        "deepspeed": deepspeed,
+    }
+    write_json(folder / "job.json", job)
+    return folder / "job.json"
+
+
+def launch_command(
+    job: Path,
+    *,
+    num_gpus: int | None = None,
+    hostfile: Path | None = None,
+    launcher: str = "deepspeed",
+    master_port: int | None = None,
+) -> list[str]:
+    """The command that runs `python -m icl_bench.train --job JOB` once per device (on CPU: per process).
+    deepspeed: `--num_gpus N` (alias `--num_accelerators`) processes per node, over the nodes of
+    `--hostfile` when given; torchrun: `--standalone --nproc_per_node N`, one node only."""
+    if num_gpus is not None and (not _is_int(num_gpus) or num_gpus < 1):
+        raise UsageError(f"--num-gpus must be a positive integer, got {num_gpus!r}")
+    if launcher == "deepspeed":
+        command = [_executable("deepspeed")]
+        if hostfile is not None:
+            if not Path(hostfile).is_file():
+                raise UsageError(f"hostfile {hostfile} does not exist; write lines like `worker-1 slots=8`")
+            command += ["--hostfile", str(hostfile)]
+        if num_gpus is not None:
+            command += ["--num_gpus", str(num_gpus)]
+        command += ["--master_port", str(master_port or free_port()), "--module"]
+    elif launcher == "torchrun":
+        if hostfile is not None:
+            raise UsageError("a hostfile needs --launcher deepspeed; torchrun here runs on one node")
+        command = [_executable("torchrun"), "--standalone", "--nproc_per_node", str(num_gpus or 1), "-m"]
+    else:
+        raise UsageError(f"unknown launcher {launcher!r}; known launchers: {', '.join(LAUNCHERS)}")
+    return [*command, "icl_bench.train", "--job", str(Path(job).resolve())]
+
+
+def _executable(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        raise UsageError(f"the `{name}` launcher is not installed; pip install deepspeed (torchrun: torch)")
+    return found
+
+
+def run_job(
+    job: Path,
+    *,
+    num_gpus: int | None = None,
+    hostfile: Path | None = None,
+    launcher: str = "deepspeed",
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    """Run a job under the launcher; its output folder, or the workers' error as one line."""
+    job = Path(job)
+    output = Path(json.loads(job.read_text())["output"])
+    failure = _error_file(job)
+    failure.unlink(missing_ok=True)
+    command = launch_command(job, num_gpus=num_gpus, hostfile=hostfile, launcher=launcher)
+    code = subprocess.run(command, env={**os.environ, **(env or {})}).returncode
+    if code == 0 and (output / LOG).is_file():
+        return output
+    error = json.loads(failure.read_text()) if failure.is_file() else {}
+    message = error.get("message") or f"{launcher} exited with status {code}; see its output above"
+    kind = {"UsageError": UsageError, "TrainingDiverged": TrainingDiverged}.get(error.get("type"))
+    if kind is not None:
+        raise kind(message)
+    raise RuntimeError(f"training job {job} failed: {message}")
+
+
+def _error_file(job: Path) -> Path:
+    return job.with_suffix(".error.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m icl_bench.train --job JOB.json`: one training process (the launcher starts one each)."""
+    parser = argparse.ArgumentParser(prog="python -m icl_bench.train", description=main.__doc__)
+    parser.add_argument("--job", required=True, type=Path, help="job JSON written by write_job")
+    parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
+    args = parser.parse_args(argv)
+    try:
+        try:
+            job = json.loads(args.job.read_text())
+            inputs = (job["reference"], resolve(job["model"]), read_jsonl(Path(job["records_path"])))
+            config = TrainConfig(**job.get("config", {}))
+            folders = (Path(job["output"]), Path(job["checkpoints"]))
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise UsageError(f"bad training job {args.job}: {type(error).__name__}: {error}") from None
+        train(*inputs, config, *folders, deepspeed=bool(job.get("deepspeed", True)))
+    except (UsageError, TrainingDiverged) as error:
+        line = str(error).splitlines()[0]
+        write_json(_error_file(args.job), {"type": type(error).__name__, "message": line})
+        print(f"error: {line}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        line = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        write_json(_error_file(args.job), {"type": "RuntimeError", "message": line})
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
