@@ -38,6 +38,32 @@ def names(kind: str) -> list[dict[str, str]]:
     return [{"name": item.name, "description": item.description} for item in items]
 
 
+def parse_setting(setting: str, current: object, value: str) -> bool | int | float | None:
+    """A --set value typed like the field's current value: bool, int, float (or null for optional)."""
+    if not (current is None or isinstance(current, (bool, int, float))):
+        raise UsageError(f"--set {setting!r}: that field is not a number or boolean and cannot be set here")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    if isinstance(current, bool):
+        ok = isinstance(parsed, bool)
+    elif isinstance(current, int):
+        ok = isinstance(parsed, int) and not isinstance(parsed, bool)
+    else:
+        ok = parsed is None or (isinstance(parsed, (int, float)) and not isinstance(parsed, bool))
+    if not ok:
+        kind = (
+            "true/false"
+            if isinstance(current, bool)
+            else type(current).__name__
+            if current is not None
+            else "number"
+        )
+        raise UsageError(f"--set {setting!r}: {value!r} is not a valid {kind}")
+    return parsed
+
+
 def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
     """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`."""
     chosen = list(plugins.regimes) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
@@ -55,12 +81,9 @@ def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
             raise UsageError(
                 f"--set {setting!r}: regime {name!r} has no field {field!r}; fields: {', '.join(known)}"
             )
-        current = getattr(regime, field)
-        try:
-            parsed = json.loads(value) if not isinstance(current, str) else value
-        except json.JSONDecodeError:
-            raise UsageError(f"--set {setting!r}: {value!r} is not a number or boolean") from None
-        regimes[name] = dataclasses.replace(regime, **{field: parsed})
+        regimes[name] = dataclasses.replace(
+            regime, **{field: parse_setting(setting, getattr(regime, field), value)}
+        )
     return list(regimes.values())
 
 

@@ -27,7 +27,7 @@ def _load() -> None:
         if pm.get_plugin(module) is None:
             pm.register(importlib.import_module(module), name=module)
     for entry in importlib.metadata.entry_points(group="icl_bench"):
-        if pm.get_plugin(entry.name) is not None:
+        if pm.get_plugin(entry.name) is not None or pm.is_blocked(entry.name):
             continue
         try:
             pm.register(entry.load(), name=entry.name)

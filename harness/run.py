@@ -94,10 +94,11 @@ def _write_bins(task: Task, test_records: list[dict], folder: Path) -> None:
     """Bin edges are fixed per task from the contexts alone, before any model is scored."""
     from icl_bench.score import bin_edges
 
-    edges = bin_edges([r["max_sim"] for r in test_records])
+    method = "fixed" if task.similarity_bins else "tertiles"
+    edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
     write_json(
         folder / "bins.json",
-        {"task": task.name, "metric": task.metric, "method": "tertiles", "edges": list(edges)},
+        {"task": task.name, "metric": task.metric, "method": method, "edges": list(edges)},
     )
 
 

@@ -32,7 +32,7 @@ class BM25Index:
         ids = [self._vocab[t] for t in query if t in self._vocab]
         if not ids:
             return np.zeros(self.size, dtype=np.float32)
-        return self._bm25.get_scores_from_ids(ids)
+        return self._bm25.get_scores_from_ids(ids) * (K1 + 1)  # bm25s's robertson omits the (k1+1) factor
 
     def top(self, query: Sequence[str], n: int, exclude: frozenset[int] = frozenset()) -> list[int]:
         """Indices of the `n` best documents (score desc, then index asc), skipping `exclude`."""

@@ -47,6 +47,7 @@ class Task(ABC):
     paraphraser: str | None = None
     choices: tuple[str, ...] | None = None
     generation: Generation = Generation()
+    similarity_bins: tuple[float, float] | None = None  # fixed Low/Medium/High edges; None = tertiles
 
     @abstractmethod
     def load(self, split: str) -> list[Example]:
@@ -133,7 +134,8 @@ class Regime:
             edge += prob
             if u < edge:
                 return sampler(target, pool, k, rng)
-        return parts[-1][1](target, pool, k, rng)
+        # u beyond a float-rounded total: the last component that can be drawn at all
+        return next(s for p, s in reversed(parts) if p > 0)(target, pool, k, rng)
 
     def params(self) -> dict[str, Any]:
         """The configurable fields (everything but name and description), for keys and reports."""

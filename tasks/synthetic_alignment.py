@@ -93,6 +93,8 @@ class SyntheticAlignment(Task):
         self.seed, self.subset_fraction = seed, subset_fraction
         self.sizes = {"train": train_size, "test": test_size}
         self.generation = Generation(max_new_tokens=n_symbols * (segment_length + 1) + 4, stop=("\n",))
+        # sim_x takes the values j/n (shared symbols); High = all n shared, Medium = n-1, Low = fewer.
+        self.similarity_bins = ((n_symbols - 1.5) / n_symbols, (n_symbols - 0.5) / n_symbols)
         rng = random.Random(seed)
         vocabularies: list[str] = []
         while len(vocabularies) < len(SYMBOLS):

@@ -1,0 +1,67 @@
+"""Shared fixtures: a generated-text task with a cheap embedding, its pool and a rank_bm25 reference."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import K1, B, WordShuffle, WordsTask, build_words_task
+from rank_bm25 import BM25Okapi
+
+from icl_bench import hookimpl, plugins
+from icl_bench.contexts import ContextConfig
+from icl_bench.pool import Pool
+
+
+@pytest.fixture(scope="session")
+def words_task() -> WordsTask:
+    return build_words_task()
+
+
+@pytest.fixture(scope="session")
+def words_paraphraser(words_task) -> WordShuffle:
+    return WordShuffle(words_task.paraphraser)
+
+
+@pytest.fixture(scope="session")
+def words_pool(words_task, words_paraphraser) -> Pool:
+    return Pool(words_task, words_task.load("train"), words_paraphraser)
+
+
+@pytest.fixture(scope="session")
+def reference(words_pool) -> BM25Okapi:
+    """rank_bm25's Okapi BM25 over the same tokenised pool: the independent reference."""
+    return BM25Okapi([words_pool.task.bm25_tokens(ex.input) for ex in words_pool.examples], k1=K1, b=B)
+
+
+@pytest.fixture
+def config() -> ContextConfig:
+    return ContextConfig(k=4, seed=3)
+
+
+class _WordsPlugin:
+    def __init__(self, task: WordsTask, paraphraser: WordShuffle):
+        self.task, self.paraphraser = task, paraphraser
+
+    @hookimpl
+    def register_tasks(self, register):
+        register(self.task)
+
+    @hookimpl
+    def register_paraphrasers(self, register):
+        register(self.paraphraser)
+
+
+@pytest.fixture
+def registered_words(words_task, words_paraphraser):
+    """The words task and its paraphraser registered with the real plugin manager for one test."""
+    assert "synthetic-alignment" in plugins.tasks  # built-ins and entry points load first
+    plugins.pm.register(_WordsPlugin(words_task, words_paraphraser), name="tests-words")
+    plugins.refresh()
+    try:
+        yield words_task
+    finally:
+        plugins.pm.unregister(name="tests-words")
+        plugins.refresh()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "deepspeed: trains under DeepSpeed on CPU (skip: -m 'not deepspeed')")

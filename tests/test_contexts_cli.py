@@ -1,0 +1,233 @@
+"""The contexts stage end to end, its determinism across processes, and the CLI's handling of bad input."""
+
+import json
+import random
+
+import pytest
+from helpers import WordsTask, error_line, run_cli
+
+from icl_bench import Context, Sampler, Single, cli, plugins
+from icl_bench.contexts import ContextConfig, load_pool, write_contexts
+from icl_bench.errors import UsageError
+from icl_bench.store import fingerprint, read_jsonl
+
+MODE_FILES = ["one-near.jsonl", "paraphrase.jsonl", "random.jsonl", "similar.jsonl"]
+SYNTHETIC = ("contexts", "--task", "synthetic-alignment")
+
+
+@pytest.fixture
+def work(tmp_path):
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+def test_write_contexts_layout(registered_words, tmp_path):
+    regimes = [plugins.regimes["contrastive"], plugins.regimes["zero"]]
+    config = ContextConfig(k=3, seed=1, epochs=2, max_pool=50, max_test=7)
+    printed = write_contexts(registered_words, regimes, config, tmp_path)
+    assert printed == fingerprint(tmp_path)
+    assert sorted(p.name for p in (tmp_path / "test" / "test").iterdir()) == MODE_FILES
+    for name in MODE_FILES:
+        records = read_jsonl(tmp_path / "test" / "test" / name)
+        assert len(records) == 7 and all(len(r["context_ids"]) == 3 for r in records)
+        assert {i for r in records for i in r["context_ids"] if "~para" not in i} <= {
+            ex.id for ex in registered_words.load("train")[:50]
+        }
+    train = read_jsonl(tmp_path / "train" / "contrastive.jsonl")
+    assert len(train) == 100 and {r["epoch"] for r in train} == {0, 1}
+    assert len(read_jsonl(tmp_path / "train" / "zero.jsonl")) == 100
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["task"] == "words" and (saved["k"], saved["seed"], saved["max_pool"]) == (3, 1, 50)
+    assert saved["regimes"]["contrastive"]["p_random"] == 0.2
+    assert saved["regimes"]["zero"]["sampler"] == "Empty()"
+
+
+def test_write_contexts_is_deterministic_in_process(registered_words, tmp_path):
+    regimes = [plugins.regimes["contrastive"], plugins.regimes["similar-augmented"]]
+    a = write_contexts(registered_words, regimes, ContextConfig(max_pool=80, max_test=10), tmp_path / "a")
+    b = write_contexts(registered_words, regimes, ContextConfig(max_pool=80, max_test=10), tmp_path / "b")
+    c = write_contexts(
+        registered_words, regimes, ContextConfig(max_pool=80, max_test=10, seed=1), tmp_path / "c"
+    )
+    assert a == b != c
+
+
+def test_contexts_do_not_depend_on_other_targets(registered_words, tmp_path):
+    """Per-instance RNGs: capping the test set leaves the kept targets' contexts unchanged."""
+    write_contexts(registered_words, [], ContextConfig(max_test=20), tmp_path / "all")
+    write_contexts(registered_words, [], ContextConfig(max_test=5), tmp_path / "few")
+    for name in MODE_FILES:
+        assert (
+            read_jsonl(tmp_path / "few" / "test" / "test" / name)
+            == read_jsonl(tmp_path / "all" / "test" / "test" / name)[:5]
+        )
+
+
+class PlainFirst(Sampler):
+    """A third-party sampler written as a plain class (the Sampler ABC does not ask for a dataclass)."""
+
+    name = "plain_first"
+
+    def __call__(self, target, pool, k, rng: random.Random) -> Context:
+        skip = pool.excluded(target)
+        return Context(tuple(ex for i, ex in enumerate(pool.examples) if i not in skip)[:k], self.name)
+
+
+def test_regime_with_a_plain_class_sampler(registered_words, tmp_path):
+    regime = Single("plain", "a plain-class sampler", sampler=PlainFirst())
+    assert "PlainFirst" in str(regime.params()["sampler"])
+    write_contexts(registered_words, [regime], ContextConfig(max_pool=20, max_test=3), tmp_path)
+    assert len(read_jsonl(tmp_path / "train" / "plain.jsonl")) == 20
+
+
+def test_task_without_paraphraser(words_task, tmp_path):
+    """No paraphraser: the paraphrase mode is left out, and regimes that need paraphrases are refused."""
+    task = WordsTask("words-plain", words_task.load("train"), words_task.load("test"), paraphraser=None)
+    config = ContextConfig(max_pool=40, max_test=5)
+    write_contexts(task, [plugins.regimes["contrastive-no-paraphrase"]], config, tmp_path / "ok")
+    assert sorted(p.name for p in (tmp_path / "ok" / "test" / "test").iterdir()) == [
+        "one-near.jsonl",
+        "random.jsonl",
+        "similar.jsonl",
+    ]
+    for name in ("contrastive", "contrastive-no-similar", "similar-augmented"):
+        with pytest.raises(UsageError, match=f"regime {name!r} uses paraphrases"):
+            write_contexts(task, [plugins.regimes[name]], config, tmp_path / name)
+
+
+def test_k_must_be_below_the_pool_size(registered_words):
+    with pytest.raises(UsageError, match="k=20 needs more than 20 pool examples"):
+        load_pool(registered_words, ContextConfig(k=20, max_pool=20))
+    assert len(load_pool(registered_words, ContextConfig(k=19, max_pool=20))) == 20
+
+
+# --- determinism across processes -------------------------------------------------------------------
+
+
+def test_fingerprint_is_stable_across_processes_and_hash_seeds(work, tmp_path):
+    runs = {}
+    for label, seed, hashseed in (("a", "0", "1"), ("b", "0", "12345"), ("c", "1", "1")):
+        args = (*SYNTHETIC, "--seed", seed, "--out", str(tmp_path / label))
+        result = run_cli(*args, cwd=work, env={"PYTHONHASHSEED": hashseed})
+        assert result.returncode == 0, result.stderr
+        runs[label] = result.stdout.strip()
+        assert runs[label] == fingerprint(tmp_path / label)
+    assert len(runs["a"]) == 64
+    assert runs["a"] == runs["b"]
+    assert runs["a"] != runs["c"]
+    assert (tmp_path / "a" / "train" / "contrastive.jsonl").read_bytes() == (
+        tmp_path / "b" / "train" / "contrastive.jsonl"
+    ).read_bytes()
+
+    store = tmp_path / "store"
+    first = run_cli(*SYNTHETIC, "--store", str(store), cwd=work, env={"PYTHONHASHSEED": "7"})
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == runs["a"]  # the store path prints the same fingerprint as --out
+    (folder,) = (store / "contexts").iterdir()
+    assert str(folder) in "".join(first.stderr.split())  # rich may wrap the path
+    assert (folder / "inputs.json").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    second = run_cli(*SYNTHETIC, "--store", str(store), cwd=work)
+    assert second.returncode == 0 and second.stdout.strip() == runs["a"]
+    assert list((store / "contexts").iterdir()) == [folder]  # reused, not rebuilt
+    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps
+
+
+# --- bad input --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("contexts", "--task", "nope"), "unknown task 'nope'; known tasks: synthetic-alignment"),
+        (
+            (*SYNTHETIC, "--regimes", "contrastive,nope"),
+            "known regimes: contrastive, contrastive-no-paraphrase",
+        ),
+        ((*SYNTHETIC, "--k", "500"), "k=500 needs more than 200 pool examples"),
+        ((*SYNTHETIC, "--max-pool", "4"), "k=4 needs more than 4 pool examples"),
+        ((*SYNTHETIC, "--k", "x"), "argument --k: invalid positive value: 'x'"),
+        ((*SYNTHETIC, "--k", "0"), "0 is not a positive integer"),
+        ((*SYNTHETIC, "--seed", "1.5"), "argument --seed"),
+        (("contexts",), "--task"),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        (("list", "widgets"), "invalid choice: 'widgets'"),
+        ((), "required: command"),
+        ((*SYNTHETIC, "--set", "contrastive.p_random"), "is malformed"),
+        ((*SYNTHETIC, "--set", "p_random=0.3"), "is malformed"),
+        ((*SYNTHETIC, "--set", "contrastive.p_random="), "is malformed"),
+        ((*SYNTHETIC, "--regimes", "zero", "--set", "contrastive.p_random=0.3"), "not selected by --regimes"),
+        ((*SYNTHETIC, "--set", "contrastive.bogus=1"), "has no field 'bogus'; fields: augment_pool"),
+        ((*SYNTHETIC, "--set", "contrastive.p_random=abc"), "is not a valid float"),
+        ((*SYNTHETIC, "--set", "contrastive.p_random=1.5"), "p_random=1.5 is not a probability"),
+        ((*SYNTHETIC, "--set", "contrastive.p_random=0.9"), "p_random + p_similar exceeds 1"),
+        ((*SYNTHETIC, "--set", "contrastive.top_m=0"), "top_m=0 must be at least 1"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, needle, work):
+    assert needle in error_line(run_cli(*args, cwd=work))
+    store = work / "default-store"
+    assert not store.exists() or not [p for p in store.rglob("*") if p.is_file()]  # nothing half-built
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "contrastive.p_random=[0.1]",  # valid JSON, not a number
+        'contrastive.p_random="0.1"',  # a JSON string
+        "contrastive.top_m=2.5",  # an int field given a float
+        "random.sampler=1",  # a field that is not a parameter at all
+    ],
+)
+def test_ill_typed_set_is_one_line_exit_2(setting, work):
+    line = error_line(
+        run_cli(
+            *SYNTHETIC,
+            "--regimes",
+            "contrastive,random",
+            "--set",
+            setting,
+            "--out",
+            str(work / "o"),
+            cwd=work,
+        )
+    )
+    assert setting.split("=")[0] in line
+
+
+# --- list ---------------------------------------------------------------------------------------------
+
+
+def test_list_json_structure(work):
+    result = run_cli("list", "--json", cwd=work)
+    assert result.returncode == 0 and result.stderr == ""
+    listing = json.loads(result.stdout)
+    assert list(listing) == ["tasks", "regimes", "modes", "models"]
+    for items in listing.values():
+        assert isinstance(items, list)
+        for item in items:
+            assert set(item) == {"name", "description"}
+            assert (
+                isinstance(item["name"], str) and isinstance(item["description"], str) and item["description"]
+            )
+    assert "synthetic-alignment" in [t["name"] for t in listing["tasks"]]
+    assert [m["name"] for m in listing["modes"]] == ["random", "similar", "one-near", "paraphrase"]
+    regimes = [r["name"] for r in listing["regimes"]]
+    assert regimes == sorted(regimes) and {"contrastive", "similar-augmented", "random+similar"} <= set(
+        regimes
+    )
+
+
+@pytest.mark.parametrize("kind", cli.KINDS)
+def test_list_one_kind(kind, capsys):
+    assert cli.main(["list", kind, "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert list(listing) == [kind]
+    assert listing[kind] == cli.names(kind)
+
+
+def test_list_table(capsys):
+    assert cli.main(["list", "modes"]) == 0
+    err = capsys.readouterr().err
+    assert "one-near" in err and "paraphrase" in err
