@@ -107,7 +107,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_contexts(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
     from icl_bench.progress import console
-    from icl_bench.store import Store, fingerprint
+    from icl_bench.store import Store
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -117,9 +117,11 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     if args.out:
         print(write_contexts(task, regimes, config, Path(args.out)))
         return
-    folder = build_contexts(task, regimes, config, Store(args.store))
-    console.print(f"contexts in {folder}")
-    print(fingerprint(folder, skip=("inputs.json",)))
+    built = build_contexts(task, regimes, config, Store(args.store))
+    console.print(f"test contexts in {built.test}")
+    for regime, folder in built.train.items():
+        console.print(f"{regime} training set in {folder}")
+    print(built.fingerprint())
 
 
 def csv_names(text: str) -> list[str]:
@@ -198,8 +200,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     task = plugins.tasks[args.task]
     config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
-    folder = build_contexts(task, [], config, Store(args.store))
-    for name in export_lm_eval(task, read_test_records(folder, task), Path(args.out)):
+    built = build_contexts(task, [], config, Store(args.store))
+    for name in export_lm_eval(task, read_test_records(built.test, task), Path(args.out)):
         print(name)
 
 

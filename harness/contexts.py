@@ -67,11 +67,11 @@ def load_pool(task: Task, config: ContextConfig) -> Pool:
     return pool
 
 
-def test_splits(task: Task) -> list[str]:
+def evaluation_splits(task: Task) -> list[str]:
     return [s for s in task.splits if s != task.pool_split]
 
 
-def test_modes(task: Task) -> list[Regime]:
+def modes_for(task: Task) -> list[Regime]:
     """The four test modes; `paraphrase` only for tasks that have a paraphraser."""
     return [mode for mode in MODES.values() if task.paraphraser or not needs_paraphrases(mode)]
 
@@ -109,7 +109,7 @@ def _add_similarity(task: Task, rows: list[tuple[dict, Example, Context]]) -> No
         record["mean_sim"] = round(float(np.mean(sims)), 6)
 
 
-def test_contexts(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
+def mode_records(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
     targets = task.load(split)[: config.max_test]
     rows = []
     for target in track(targets, f"{task.name}/{split}: {mode.name} contexts"):
@@ -139,27 +139,36 @@ def training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig) 
     return records
 
 
-def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
-    """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl under `out`; return their fingerprint."""
-    pool = load_pool(task, config)
+def check_paraphrasers(task: Task, regimes: Sequence[Regime]) -> None:
     for regime in regimes:
         if task.paraphraser is None and needs_paraphrases(regime):
             raise UsageError(
                 f"regime {regime.name!r} uses paraphrases but task {task.name!r} has no paraphraser; "
                 f"pick another regime or set {regime.name}.p_paraphrase=0"
             )
-    for split in test_splits(task):
-        for mode in test_modes(task):
-            write_jsonl(
-                out / "test" / split / f"{mode.name}.jsonl", test_contexts(task, pool, split, mode, config)
-            )
+
+
+def write_test_contexts(task: Task, pool: Pool, config: ContextConfig, out: Path) -> None:
+    for split in evaluation_splits(task):
+        for mode in modes_for(task):
+            records = mode_records(task, pool, split, mode, config)
+            write_jsonl(out / "test" / split / f"{mode.name}.jsonl", records)
+
+
+def write_training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig, out: Path) -> None:
+    write_jsonl(out / "train" / f"{regime.name}.jsonl", training_set(task, pool, regime, config))
+
+
+def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
+    """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl under `out`; return their fingerprint."""
+    check_paraphrasers(task, regimes)
+    pool = load_pool(task, config)
+    write_test_contexts(task, pool, config, out)
     for regime in regimes:
-        write_jsonl(out / "train" / f"{regime.name}.jsonl", training_set(task, pool, regime, config))
-    write_json(
-        out / "config.json",
-        {"task": task.name, **config.key(), "regimes": {r.name: r.params() for r in regimes}},
-    )
-    return fingerprint(out)
+        write_training_set(task, pool, regime, config, out)
+    params = {r.name: r.params() for r in regimes}
+    write_json(out / "config.json", {"task": task.name, **config.key(), "regimes": params})
+    return fingerprint([out])
 
 
 def data_fingerprint(task: Task) -> str:
@@ -168,25 +177,52 @@ def data_fingerprint(task: Task) -> str:
     return digest(splits)
 
 
-def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, store: Store) -> Path:
-    """The contexts artifact for these inputs, built once and then reused from the store."""
-    inputs = {
-        "task": task.name,
-        "data": data_fingerprint(task),
-        "config": config.key(),
-        "regimes": {r.name: r.params() for r in regimes},
+@dataclass(frozen=True)
+class ContextSet:
+    """Store artifacts of one task: the shared test contexts, and a training set per regime.  Separate
+    artifacts, so adding a regime to a sweep leaves the test contexts (and every evaluation) untouched."""
+
+    test: Path
+    train: dict[str, Path]
+
+    def training_records(self, regime: str) -> list[dict]:
+        return read_jsonl(self.train[regime] / "train" / f"{regime}.jsonl")
+
+    def fingerprint(self) -> str:
+        return fingerprint([self.test, *self.train.values()])
+
+
+def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, store: Store) -> ContextSet:
+    """The contexts artifacts for these inputs, each built once and then reused from the store."""
+    check_paraphrasers(task, regimes)
+    base = {"task": task.name, "data": data_fingerprint(task), "config": config.key()}
+    pool: Pool | None = None
+
+    def built(stage: str, inputs: dict, write) -> Path:
+        nonlocal pool
+        if not store.has(stage, inputs):
+            pool = pool or load_pool(task, config)
+            with store.writing(stage, inputs) as folder:
+                write(pool, folder)
+        return store.folder(stage, inputs)
+
+    test = built("test-contexts", base, lambda p, out: write_test_contexts(task, p, config, out))
+    train = {
+        regime.name: built(
+            "training-sets",
+            {**base, "regime": regime.name, "params": regime.params()},
+            lambda p, out, regime=regime: write_training_set(task, p, regime, config, out),
+        )
+        for regime in regimes
     }
-    if not store.has("contexts", inputs):
-        with store.writing("contexts", inputs) as folder:
-            write_contexts(task, regimes, config, folder)
-    return store.folder("contexts", inputs)
+    return ContextSet(test, train)
 
 
 def read_test_records(folder: Path, task: Task) -> list[dict]:
-    """Every test-context record of a contexts artifact: all test splits, all modes."""
+    """Every test-context record under `folder`: all test splits, all modes."""
     return [
         record
-        for split in test_splits(task)
+        for split in evaluation_splits(task)
         for path in sorted((folder / "test" / split).glob("*.jsonl"))
         for record in read_jsonl(path)
     ]

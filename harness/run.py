@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from icl_bench import models, plugins
-from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
+from icl_bench.contexts import ContextConfig, ContextSet, build_contexts, read_test_records
 from icl_bench.errors import UsageError
 from icl_bench.progress import console
 from icl_bench.store import Store, read_jsonl, write_json, write_jsonl
@@ -69,15 +69,23 @@ def run(plan: Plan, store: Store) -> list[str]:
     references = {name: models.materialize(spec, store) for name, spec in specs.items()}
     results, failures = plan.out / "results", []
     for task in tasks:
-        folder = build_contexts(task, plan.regimes, contexts_config, store)
-        test_records = read_test_records(folder, task)
+        contexts = build_contexts(task, plan.regimes, contexts_config, store)
+        test_records = read_test_records(contexts.test, task)
         _write_bins(task, test_records, results / task.name)
         for name, spec in specs.items():
             settings = [("base", None), *((r.name, r) for r in plan.regimes)]
             for regime_name, regime in settings:
                 try:
                     samples = _evaluate_setting(
-                        plan, store, task, spec, references[name], regime, folder, test_records, train_config
+                        plan,
+                        store,
+                        task,
+                        spec,
+                        references[name],
+                        regime,
+                        contexts,
+                        test_records,
+                        train_config,
                     )
                 except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
                     failures.append(f"{name}/{task.name}/{regime_name}: {error}")
@@ -109,7 +117,7 @@ def _evaluate_setting(
     spec: models.ModelSpec,
     reference: str,
     regime: Regime | None,
-    contexts: Path,
+    contexts: ContextSet,
     test_records: list[dict],
     train_config: TrainConfig,
 ) -> list[dict]:
@@ -124,7 +132,7 @@ def _evaluate_setting(
     eval_inputs = {
         "model": identity,
         "task": task.name,
-        "contexts": contexts.name,
+        "contexts": contexts.test.name,
         "version": EVAL_VERSION,
         "trained": trained.name if trained else None,
         "batch_size": plan.batch_size,
@@ -154,7 +162,7 @@ def _train(
     spec: models.ModelSpec,
     reference: str,
     regime: Regime,
-    contexts: Path,
+    contexts: ContextSet,
     config: TrainConfig,
 ) -> Path:
     """The trained model's folder for (model, task data, regime, hyper-parameters, seed), built once."""
@@ -162,7 +170,7 @@ def _train(
 
     inputs = {
         "model": models.identity(spec, reference),
-        "contexts": contexts.name,
+        "contexts": contexts.train[regime.name].name,
         "regime": regime.name,
         "params": regime.params(),
         "config": config.key(),
@@ -171,7 +179,7 @@ def _train(
         return store.folder("train", inputs)
     checkpoints = store.folder("checkpoints", inputs)
     console.print(f"[bold]train[/] {spec.name} / {task.name} / {regime.name}")
-    records = read_jsonl(contexts / "train" / f"{regime.name}.jsonl")
+    records = contexts.training_records(regime.name)
     with store.writing("train", inputs) as output:
         if plan.launcher == "none":
             train(reference, spec, records, config, output, checkpoints)

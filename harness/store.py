@@ -94,10 +94,13 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def fingerprint(folder: Path, skip: tuple[str, ...] = ()) -> str:
-    """sha256 over every file below `folder` (relative path and bytes) in sorted order, but `skip` names."""
+def fingerprint(folders: Iterable[Path]) -> str:
+    """sha256 over every JSONL file below `folders` (path relative to its folder, and bytes), sorted."""
+    files = sorted(
+        (path.relative_to(folder).as_posix(), path) for folder in folders for path in folder.rglob("*.jsonl")
+    )
     sha = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in skip):
-        sha.update(path.relative_to(folder).as_posix().encode() + b"\0")
+    for name, path in files:
+        sha.update(name.encode() + b"\0")
         sha.update(path.read_bytes() + b"\0")
     return sha.hexdigest()

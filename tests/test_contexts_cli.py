@@ -26,7 +26,7 @@ def test_write_contexts_layout(registered_words, tmp_path):
     regimes = [plugins.regimes["contrastive"], plugins.regimes["zero"]]
     config = ContextConfig(k=3, seed=1, epochs=2, max_pool=50, max_test=7)
     printed = write_contexts(registered_words, regimes, config, tmp_path)
-    assert printed == fingerprint(tmp_path)
+    assert printed == fingerprint([tmp_path])
     assert sorted(p.name for p in (tmp_path / "test" / "test").iterdir()) == MODE_FILES
     for name in MODE_FILES:
         records = read_jsonl(tmp_path / "test" / "test" / name)
@@ -112,7 +112,7 @@ def test_fingerprint_is_stable_across_processes_and_hash_seeds(work, tmp_path):
         result = run_cli(*args, cwd=work, env={"PYTHONHASHSEED": hashseed})
         assert result.returncode == 0, result.stderr
         runs[label] = result.stdout.strip()
-        assert runs[label] == fingerprint(tmp_path / label)
+        assert runs[label] == fingerprint([tmp_path / label])
     assert len(runs["a"]) == 64
     assert runs["a"] == runs["b"]
     assert runs["a"] != runs["c"]
@@ -124,14 +124,22 @@ def test_fingerprint_is_stable_across_processes_and_hash_seeds(work, tmp_path):
     first = run_cli(*SYNTHETIC, "--store", str(store), cwd=work, env={"PYTHONHASHSEED": "7"})
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == runs["a"]  # the store path prints the same fingerprint as --out
-    (folder,) = (store / "contexts").iterdir()
+    (folder,) = (store / "test-contexts").iterdir()
     assert str(folder) in "".join(first.stderr.split())  # rich may wrap the path
     assert (folder / "inputs.json").is_file()
-    stamps = {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+    artifacts = sorted(store.glob("*/*"))
+    assert len(artifacts) == 1 + len(plugins.regimes.values())  # test contexts + one training set per regime
+    stamps = {p: p.stat().st_mtime_ns for p in store.rglob("*")}
     second = run_cli(*SYNTHETIC, "--store", str(store), cwd=work)
     assert second.returncode == 0 and second.stdout.strip() == runs["a"]
-    assert list((store / "contexts").iterdir()) == [folder]  # reused, not rebuilt
-    assert {p: p.stat().st_mtime_ns for p in folder.rglob("*")} == stamps
+    assert sorted(store.glob("*/*")) == artifacts  # reused, not rebuilt
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*")} == stamps
+
+    only_zero = run_cli(
+        "contexts", "--task", "synthetic-alignment", "--regimes", "zero", "--store", str(store), cwd=work
+    )
+    assert only_zero.returncode == 0
+    assert sorted(store.glob("*/*")) == artifacts  # another regime selection reuses the same artifacts
 
 
 # --- bad input --------------------------------------------------------------------------------------

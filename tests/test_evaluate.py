@@ -67,7 +67,7 @@ def task():
 def records(task):
     config = ContextConfig(max_pool=40, max_test=8)
     pool = load_pool(task, config)
-    return [r for mode in MODES.values() for r in contexts.test_contexts(task, pool, "test", mode, config)]
+    return [r for mode in MODES.values() for r in contexts.mode_records(task, pool, "test", mode, config)]
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def test_multiple_choice_takes_the_likeliest_choice(tiny):
     words = build_words_task(n_train=50, n_test=10)
     task = ParityChoice("parity", words.load("train"), words.load("test"), None)
     config = ContextConfig(k=2, max_test=10)
-    records = contexts.test_contexts(task, Pool(task, task.load("train")), "test", MODES["random"], config)
+    records = contexts.mode_records(task, Pool(task, task.load("train")), "test", MODES["random"], config)
     results = evaluate(model, tokenizer, task, records, model_name="tiny", regime="base")
     gold = {ex.id: ex.output for ex in task.load("test")}
     prompts = {r["id"]: r["prompt"] for r in records}

@@ -75,7 +75,7 @@ def once(words_task, words_pool):
 @pytest.fixture(scope="module")
 def modes(words_task, words_pool):
     return {
-        name: contexts.test_contexts(words_task, words_pool, "test", mode, ONCE)
+        name: contexts.mode_records(words_task, words_pool, "test", mode, ONCE)
         for name, mode in MODES.items()
     }
 

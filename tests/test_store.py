@@ -69,16 +69,18 @@ def test_jsonl_roundtrip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["r.jsonl"]  # no temporary files left
 
 
-def test_write_json_and_fingerprint(tmp_path):
-    write_json(tmp_path / "a" / "config.json", {"b": 1, "a": [1, 2]})
-    write_jsonl(tmp_path / "a" / "x.jsonl", [{"z": 1}])
-    first = fingerprint(tmp_path / "a")
-    assert first == fingerprint(tmp_path / "a") and len(first) == 64
-    write_json(tmp_path / "a" / "inputs.json", {"ignored": True})
-    assert fingerprint(tmp_path / "a", skip=("inputs.json",)) == first
-    assert fingerprint(tmp_path / "a") != first
-    (tmp_path / "a" / "x.jsonl").rename(tmp_path / "a" / "y.jsonl")  # same bytes, other name
-    assert fingerprint(tmp_path / "a", skip=("inputs.json",)) != first
+def test_fingerprint_covers_jsonl_names_and_bytes(tmp_path):
+    write_jsonl(tmp_path / "a" / "test" / "x.jsonl", [{"z": 1}])
+    write_jsonl(tmp_path / "b" / "train" / "r.jsonl", [{"y": 2}])
+    first = fingerprint([tmp_path / "a", tmp_path / "b"])
+    assert first == fingerprint([tmp_path / "b", tmp_path / "a"]) and len(first) == 64
+    write_json(tmp_path / "a" / "inputs.json", {"ignored": True})  # metadata is not content
+    assert fingerprint([tmp_path / "a", tmp_path / "b"]) == first
+    assert fingerprint([tmp_path / "a"]) != first
+    (tmp_path / "a" / "test" / "x.jsonl").rename(
+        tmp_path / "a" / "test" / "y.jsonl"
+    )  # same bytes, other name
+    assert fingerprint([tmp_path / "a", tmp_path / "b"]) != first
 
 
 def test_digest_is_canonical():

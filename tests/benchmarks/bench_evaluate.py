@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from icl_bench import plugins
-from icl_bench.contexts import ContextConfig, load_pool, test_contexts
+from icl_bench.contexts import ContextConfig, load_pool, mode_records
 from icl_bench.evaluate import evaluate
 from icl_bench.models import load, materialize, resolve
 from icl_bench.modes import MODES
@@ -64,7 +64,7 @@ def main() -> int:
     task = plugins.tasks["synthetic-alignment"]
     config = ContextConfig(max_test=math.ceil(args.n / len(MODES)))
     pool = load_pool(task, config)
-    records = [r for mode in MODES.values() for r in test_contexts(task, pool, "test", mode, config)]
+    records = [r for mode in MODES.values() for r in mode_records(task, pool, "test", mode, config)]
     records = sorted(records, key=lambda r: (r["mode"], r["id"]))[: args.n]
     model, tokenizer = load(materialize(resolve(args.model), Store()))
     generation = task.generation
