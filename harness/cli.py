@@ -146,6 +146,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         num_gpus=args.num_gpus,
         hostfile=Path(args.hostfile) if args.hostfile else None,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
     )
     failures = run(plan, Store(args.store))
     show_leaderboard(Path(args.out))
@@ -244,6 +245,7 @@ def build_parser() -> Parser:
     run.add_argument("--k", type=positive, default=4)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
+    run.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
     run.add_argument("--out", default="leaderboards/default", help="suite folder for results and tables")
     run.add_argument("--store", help="artifact store folder")
     run.add_argument(

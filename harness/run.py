@@ -34,7 +34,7 @@ class Size:
 
 SIZES = {
     "smoke": Size(ContextConfig(max_pool=24, max_test=6), TrainConfig(max_steps=4, save_steps=2)),
-    "default": Size(ContextConfig(max_pool=200, max_test=60, epochs=2), TrainConfig(learning_rate=1e-3)),
+    "default": Size(ContextConfig(max_pool=200, max_test=60), TrainConfig(learning_rate=1e-3)),
     "paper": Size(ContextConfig(epochs=5), TrainConfig()),
 }
 
@@ -52,6 +52,22 @@ class Plan:
     num_gpus: int | None = None
     hostfile: Path | None = None
     batch_size: int = 16
+    learning_rate: float | None = None  # overrides the size preset's
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One unit of a sweep: a model on a task, untrained (`regime` None, the base) or trained."""
+
+    task: Task
+    model: models.ModelSpec
+    reference: str
+    regime: Regime | None
+    contexts: ContextSet
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name} / {self.task.name} / {self.regime.name if self.regime else 'base'}"
 
 
 def run(plan: Plan, store: Store) -> list[str]:
@@ -60,39 +76,32 @@ def run(plan: Plan, store: Store) -> list[str]:
 
     if plan.size not in SIZES:
         raise UsageError(f"unknown size {plan.size!r}; known sizes: {', '.join(SIZES)}")
-    size = SIZES[plan.size]
-    contexts_config = replace(size.contexts, k=plan.k, seed=plan.seed)
-    train_config = replace(size.train, seed=plan.seed)
-    specs = {name: models.resolve(name) for name in plan.models}
+    sweep = Sweep(plan, store)
+    specs = [models.resolve(name) for name in plan.models]
     tasks = [plugins.tasks[name] for name in plan.tasks]
     # Resolve every model first, so an unreachable one fails before any training starts.
-    references = {name: models.materialize(spec, store) for name, spec in specs.items()}
+    references = {spec.name: models.materialize(spec, store) for spec in specs}
     results, failures = plan.out / "results", []
+    total, done = len(tasks) * len(specs) * (1 + len(plan.regimes)), 0
     for task in tasks:
-        contexts = build_contexts(task, plan.regimes, contexts_config, store)
+        contexts = build_contexts(task, plan.regimes, sweep.contexts_config, store)
         test_records = read_test_records(contexts.test, task)
         _write_bins(task, test_records, results / task.name)
-        for name, spec in specs.items():
-            settings = [("base", None), *((r.name, r) for r in plan.regimes)]
-            for regime_name, regime in settings:
+        for spec in specs:
+            for regime in (None, *plan.regimes):
+                done += 1
+                setting = Setting(task, spec, references[spec.name], regime, contexts)
+                console.print(f"[dim][{done}/{total}][/] {setting.label}")
                 try:
-                    samples = _evaluate_setting(
-                        plan,
-                        store,
-                        task,
-                        spec,
-                        references[name],
-                        regime,
-                        contexts,
-                        test_records,
-                        train_config,
-                    )
+                    samples = sweep.evaluate(setting, test_records)
                 except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
-                    failures.append(f"{name}/{task.name}/{regime_name}: {error}")
+                    failures.append(f"{setting.label}: {error}")
                     continue
-                write_jsonl(results / task.name / name / f"{regime_name}.jsonl", samples)
+                label = regime.name if regime else "base"
+                write_jsonl(results / task.name / spec.name / f"{label}.jsonl", samples)
     write_leaderboard(results, plan.out)
     index_suites(plan.out.parent)
+    (plan.out / "failures.json").unlink(missing_ok=True)
     if failures:
         write_json(plan.out / "failures.json", failures)
     return failures
@@ -104,95 +113,82 @@ def _write_bins(task: Task, test_records: list[dict], folder: Path) -> None:
 
     method = "fixed" if task.similarity_bins else "tertiles"
     edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
-    write_json(
-        folder / "bins.json",
-        {"task": task.name, "metric": task.metric, "method": method, "edges": list(edges)},
-    )
+    bins = {"task": task.name, "metric": task.metric, "method": method, "edges": list(edges)}
+    write_json(folder / "bins.json", bins)
 
 
-def _evaluate_setting(
-    plan: Plan,
-    store: Store,
-    task: Task,
-    spec: models.ModelSpec,
-    reference: str,
-    regime: Regime | None,
-    contexts: ContextSet,
-    test_records: list[dict],
-    train_config: TrainConfig,
-) -> list[dict]:
-    """Per-sample results of one (model, task, regime) — training first unless the regime is the base."""
-    from icl_bench.evaluate import evaluate
-    from icl_bench.train import load_trained
+class Sweep:
+    """Trains and evaluates settings through the store: each result is built once, then reused."""
 
-    identity = models.identity(spec, reference)
-    trained = None
-    if regime is not None:
-        trained = _train(plan, store, task, spec, reference, regime, contexts, train_config)
-    eval_inputs = {
-        "model": identity,
-        "task": task.name,
-        "contexts": contexts.test.name,
-        "version": EVAL_VERSION,
-        "trained": trained.name if trained else None,
-        "batch_size": plan.batch_size,
-    }
-    label = regime.name if regime else "base"
-    if not store.has("evaluate", eval_inputs):
-        console.print(f"[bold]evaluate[/] {spec.name} / {task.name} / {label}")
-        model, tokenizer = load_trained(reference, trained) if trained else models.load(reference)
-        samples = evaluate(
-            model,
-            tokenizer,
-            task,
-            test_records,
-            model_name=spec.name,
-            regime=label,
-            batch_size=plan.batch_size,
-        )
-        with store.writing("evaluate", eval_inputs) as folder:
-            write_jsonl(folder / "samples.jsonl", samples)
-    return read_jsonl(store.folder("evaluate", eval_inputs) / "samples.jsonl")
+    def __init__(self, plan: Plan, store: Store):
+        size = SIZES[plan.size]
+        self.plan, self.store = plan, store
+        self.contexts_config = replace(size.contexts, k=plan.k, seed=plan.seed)
+        self.train_config = replace(size.train, seed=plan.seed)
+        if plan.learning_rate is not None:
+            self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
 
+    def evaluate(self, setting: Setting, test_records: list[dict]) -> list[dict]:
+        """Per-sample results of the setting under every test mode (training it first if needed)."""
+        from icl_bench.evaluate import evaluate
+        from icl_bench.train import load_trained
 
-def _train(
-    plan: Plan,
-    store: Store,
-    task: Task,
-    spec: models.ModelSpec,
-    reference: str,
-    regime: Regime,
-    contexts: ContextSet,
-    config: TrainConfig,
-) -> Path:
-    """The trained model's folder for (model, task data, regime, hyper-parameters, seed), built once."""
-    from icl_bench.train import run_job, train, write_job
-
-    inputs = {
-        "model": models.identity(spec, reference),
-        "contexts": contexts.train[regime.name].name,
-        "regime": regime.name,
-        "params": regime.params(),
-        "config": config.key(),
-    }
-    if store.has("train", inputs):
-        return store.folder("train", inputs)
-    checkpoints = store.folder("checkpoints", inputs)
-    console.print(f"[bold]train[/] {spec.name} / {task.name} / {regime.name}")
-    records = contexts.training_records(regime.name)
-    with store.writing("train", inputs) as output:
-        if plan.launcher == "none":
-            train(reference, spec, records, config, output, checkpoints)
-        else:
-            job = write_job(
-                checkpoints / "job",
-                reference=reference,
-                model=spec.name,
-                records=records,
-                config=config,
-                output=output,
-                checkpoints=checkpoints,
+        trained = self.train(setting) if setting.regime else None
+        inputs = {
+            "model": models.identity(setting.model, setting.reference),
+            "task": setting.task.name,
+            "contexts": setting.contexts.test.name,
+            "version": EVAL_VERSION,
+            "trained": trained.name if trained else None,
+            "batch_size": self.plan.batch_size,
+        }
+        if not self.store.has("evaluate", inputs):
+            console.print(f"[bold]evaluate[/] {setting.label}")
+            loaded = load_trained(setting.reference, trained) if trained else models.load(setting.reference)
+            regime = setting.regime.name if setting.regime else "base"
+            samples = evaluate(
+                *loaded,
+                setting.task,
+                test_records,
+                model_name=setting.model.name,
+                regime=regime,
+                batch_size=self.plan.batch_size,
             )
-            run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    return store.folder("train", inputs)
+            with self.store.writing("evaluate", inputs) as folder:
+                write_jsonl(folder / "samples.jsonl", samples)
+        return read_jsonl(self.store.folder("evaluate", inputs) / "samples.jsonl")
+
+    def train(self, setting: Setting) -> Path:
+        """The trained model for (model, task data, regime and parameters, hyper-parameters, seed)."""
+        from icl_bench.train import run_job, train, write_job
+
+        regime, config, plan = setting.regime, self.train_config, self.plan
+        assert regime is not None
+        inputs = {
+            "model": models.identity(setting.model, setting.reference),
+            "contexts": setting.contexts.train[regime.name].name,
+            "regime": regime.name,
+            "params": regime.params(),
+            "config": config.key(),
+        }
+        if self.store.has("train", inputs):
+            return self.store.folder("train", inputs)
+        checkpoints = self.store.folder("checkpoints", inputs)  # kept across interruptions: training resumes
+        console.print(f"[bold]train[/] {setting.label}")
+        records = setting.contexts.training_records(regime.name)
+        with self.store.writing("train", inputs) as output:
+            if plan.launcher == "none":
+                train(setting.reference, setting.model, records, config, output, checkpoints)
+            else:
+                job = write_job(
+                    checkpoints / "job",
+                    reference=setting.reference,
+                    model=setting.model.name,
+                    records=records,
+                    config=config,
+                    output=output,
+                    checkpoints=checkpoints,
+                )
+                run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return self.store.folder("train", inputs)

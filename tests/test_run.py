@@ -1,0 +1,138 @@
+"""`icl-bench run` end to end on `tiny`: results, leaderboard, resumption, recorded failures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from icl_bench import cli, plugins
+from icl_bench.errors import UsageError
+from icl_bench.run import Plan, run
+from icl_bench.store import Store
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke sweep (tiny, zero + contrastive) shared by the tests below."""
+    root = tmp_path_factory.mktemp("run")
+    store, out = Store(root / "store"), root / "suites" / "smoke"
+    plan = Plan(
+        models=["tiny"],
+        regimes=[plugins.regimes["zero"], plugins.regimes["contrastive"]],
+        size="smoke",
+        out=out,
+    )
+    assert run(plan, store) == []
+    return plan, store, out
+
+
+def artifacts(store: Store) -> dict:
+    return {p: p.stat().st_mtime_ns for p in store.root.rglob("*") if p.is_file()}
+
+
+def test_run_writes_results_and_leaderboard(smoke):
+    _, store, out = smoke
+    folder = out / "results" / "synthetic-alignment"
+    assert sorted(p.name for p in (folder / "tiny").iterdir()) == [
+        "base.jsonl",
+        "contrastive.jsonl",
+        "zero.jsonl",
+    ]
+    records = [json.loads(line) for line in (folder / "tiny" / "contrastive.jsonl").read_text().splitlines()]
+    assert {r["mode"] for r in records} == {"random", "similar", "one-near", "paraphrase"}
+    assert len(records) == 4 * 6 and all(r["regime"] == "contrastive" for r in records)
+    assert json.loads((folder / "bins.json").read_text())["method"] == "fixed"
+    board = (out / "leaderboard.md").read_text()
+    assert "| base |" in board and "| zero |" in board and "| contrastive |" in board
+    assert (out / "synthetic-alignment.png").is_file()
+    assert (out.parent / "README.md").read_text().count("smoke") >= 1
+    assert len(list((store.root / "train").iterdir())) == 2  # one model per trained regime
+
+
+def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(smoke):
+    plan, store, out = smoke
+    before = artifacts(store)
+    assert run(plan, store) == []
+    assert artifacts(store) == before
+    wider = Plan(models=["tiny"], regimes=[*plan.regimes, plugins.regimes["random"]], size="smoke", out=out)
+    assert run(wider, store) == []
+    added = set(artifacts(store)) - set(before)
+    assert {p.relative_to(store.root).parts[0] for p in added} == {"training-sets", "train", "evaluate"}
+    assert len({p.relative_to(store.root).parts[:2] for p in added if p.parts[-3] == "train"}) <= 1
+    assert (out / "results" / "synthetic-alignment" / "tiny" / "random.jsonl").is_file()
+
+
+def test_diverging_training_is_recorded_and_the_sweep_goes_on(tmp_path):
+    out = tmp_path / "suites" / "nan"
+    plan = Plan(models=["tiny"], regimes=[plugins.regimes["zero"]], size="smoke", out=out, learning_rate=1e30)
+    failures = run(plan, Store(tmp_path / "store"))
+    assert len(failures) == 1 and "zero" in failures[0] and "loss" in failures[0].lower()
+    assert json.loads((out / "failures.json").read_text()) == failures
+    assert (out / "results" / "synthetic-alignment" / "tiny" / "base.jsonl").is_file()  # nothing lost
+    assert "| base |" in (out / "leaderboard.md").read_text()
+
+
+def test_unreachable_model_fails_before_training(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICL_BENCH_STORE": str(tmp_path / "store")}
+    command = [
+        sys.executable,
+        "-m",
+        "icl_bench.cli",
+        "run",
+        "--models",
+        "tiny,llama8b",
+        "--size",
+        "smoke",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("icl-bench: error: model 'llama8b' (meta-llama/Llama-3.1-8B) cannot be loaded: ")
+    assert "the hub is unreachable" in line and "huggingface-cli login" in line
+    assert not (tmp_path / "store" / "train").exists()
+
+
+def test_run_rejects_unknown_size_and_model():
+    with pytest.raises(UsageError, match="unknown size 'huge'; known sizes: smoke, default, paper"):
+        run(Plan(size="huge"), Store("/nonexistent"))
+    assert cli.main(["run", "--models", "nope", "--size", "smoke"]) == 2
+
+
+def test_leaderboard_command_regenerates_and_checks(smoke, capsys):
+    _, _, out = smoke
+    board = out / "leaderboard.md"
+    original = board.read_bytes()
+    assert cli.main(["leaderboard", "--results", str(out / "results"), "--out", str(out), "--check"]) == 0
+    board.write_text(original.decode().replace("| zero |", "| zero (edited) |"))
+    assert cli.main(["leaderboard", "--out", str(out), "--check"]) == 2
+    assert "leaderboard.md" in capsys.readouterr().err
+    assert cli.main(["leaderboard", "--out", str(out)]) == 0
+    assert board.read_bytes() == original
+    assert cli.main(["leaderboard", "--root", str(out.parent), "--check"]) == 0  # every suite under a root
+
+
+def test_export_lm_eval_command(tmp_path, capsys):
+    out = tmp_path / "lm-eval"
+    args = [
+        "export-lm-eval",
+        "--task",
+        "synthetic-alignment",
+        "--out",
+        str(out),
+        "--max-test",
+        "3",
+        "--store",
+        str(tmp_path / "store"),
+    ]
+    assert cli.main(args) == 0
+    names = capsys.readouterr().out.split()
+    assert names == [
+        f"icl_bench_synthetic_alignment_test_{m}" for m in ("one_near", "paraphrase", "random", "similar")
+    ]
+    for name in names:
+        assert (out / name / f"{name}.yaml").is_file()
+        assert len((out / name / "docs.jsonl").read_text().splitlines()) == 3
