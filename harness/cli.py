@@ -129,10 +129,11 @@ def csv_names(text: str) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from icl_bench.progress import console
+    from icl_bench.progress import console, quiet_libraries
     from icl_bench.run import MAIN_REGIMES, Plan, run
     from icl_bench.store import Store
 
+    quiet_libraries()
     spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
     plan = Plan(
         models=csv_names(args.models),
@@ -197,8 +198,10 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
+    from icl_bench.progress import quiet_libraries
     from icl_bench.store import Store
 
+    quiet_libraries()
     task = plugins.tasks[args.task]
     config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
     built = build_contexts(task, [], config, Store(args.store))

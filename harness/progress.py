@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sized
 from typing import TypeVar
 
@@ -33,3 +34,13 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     )
     with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         yield from progress.track(items, total=total, description=description)
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter off the terminal: Hugging Face progress bars (stages draw their own) and
+    DeepSpeed's accelerator auto-detection warning on machines without a GPU.  User settings win."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
