@@ -136,3 +136,22 @@ def test_export_lm_eval_command(tmp_path, capsys):
     for name in names:
         assert (out / name / f"{name}.yaml").is_file()
         assert len((out / name / "docs.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.deepspeed
+def test_run_trains_under_the_deepspeed_launcher(tmp_path):
+    out = tmp_path / "suites" / "ds"
+    plan = Plan(
+        models=["tiny"],
+        regimes=[plugins.regimes["zero"]],
+        size="smoke",
+        out=out,
+        launcher="deepspeed",
+        num_gpus=1,
+    )
+    store = Store(tmp_path / "store")
+    assert run(plan, store) == []
+    (trained,) = (store.root / "train").iterdir()
+    log = json.loads((trained / "train_log.json").read_text())
+    assert log["deepspeed"] is not None and log["steps"] == 4
+    assert (out / "results" / "synthetic-alignment" / "tiny" / "zero.jsonl").is_file()
