@@ -38,6 +38,10 @@ def names(kind: str) -> list[dict[str, str]]:
     return [{"name": item.name, "description": item.description} for item in items]
 
 
+def csv_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def parse_setting(setting: str, current: object, value: str) -> bool | int | float | None:
     """A --set value typed like the field's current value: bool, int, float (or null for optional)."""
     if not (current is None or isinstance(current, (bool, int, float))):
@@ -66,7 +70,7 @@ def parse_setting(setting: str, current: object, value: str) -> bool | int | flo
 
 def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
     """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`."""
-    chosen = list(plugins.regimes) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    chosen = list(plugins.regimes) if spec == "all" else csv_names(spec)
     regimes = {name: plugins.regimes[name] for name in chosen}
     for setting in settings:
         target, _, value = setting.partition("=")
@@ -122,10 +126,6 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     for regime, folder in built.train.items():
         console.print(f"{regime} training set in {folder}")
     print(built.fingerprint())
-
-
-def csv_names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def cmd_run(args: argparse.Namespace) -> None:
