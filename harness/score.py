@@ -210,14 +210,14 @@ def load_results(results: Path) -> list[TaskResults]:
     """Every task folder under `results` (sorted; hidden folders skipped), validated."""
     results = Path(results)
     if not results.is_dir():
-        raise UsageError(f"results folder {results} does not exist; run `icl-bench evaluate` or fix the path")
+        raise UsageError(f"results folder {results} does not exist; run `icl-bench run` or fix the path")
     folders = sorted(
         p
         for p in results.iterdir()
         if p.is_dir() and not p.name.startswith(".") and ((p / "bins.json").is_file() or _jsonl_files(p))
     )
     if not folders:
-        raise UsageError(f"no task folders with results under {results}; run `icl-bench evaluate` first")
+        raise UsageError(f"no task folders with results under {results}; run `icl-bench run` first")
     return [load_task(folder) for folder in folders]
 
 
@@ -257,7 +257,7 @@ def load_task(folder: Path) -> TaskResults:
                 }
                 metric_names = matching if metric_names is None else metric_names & matching
     if not records:
-        raise UsageError(f"no records in {folder}; run `icl-bench evaluate` for task {folder.name!r}")
+        raise UsageError(f"no records in {folder}; run `icl-bench run` for task {folder.name!r}")
     bins_path = folder / "bins.json"
     if bins_path.is_file():
         bins, named = _read_bins(bins_path)
@@ -265,7 +265,7 @@ def load_task(folder: Path) -> TaskResults:
     elif any(r.max_sim is not None for r in records):
         bins = _tertiles(records)
     else:
-        raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench evaluate`")
+        raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench run`")
     metric = _metric_name(declared, metric_names or set())
     return TaskResults(folder.name, metric, bins, tuple(records))
 
@@ -283,7 +283,7 @@ def _parse_line(line: str, where: str) -> dict[str, Any]:
         raw = json.loads(line)
     except json.JSONDecodeError as error:
         raise UsageError(
-            f"{where}: not valid JSON ({error.msg}); fix or delete the line, or rerun `icl-bench evaluate`"
+            f"{where}: not valid JSON ({error.msg}); fix or delete the line, or rerun `icl-bench run`"
         ) from None
     if not isinstance(raw, dict):
         raise UsageError(f"{where}: a record must be a JSON object; fix the line or rerun evaluate")
@@ -320,7 +320,7 @@ def _number(value: Any) -> float | None:
 
 def _read_bins(path: Path) -> tuple[Bins, str | None]:
     """The bins in bins.json, and the metric name it states (optional key "metric")."""
-    fix = 'rerun `icl-bench evaluate` or write {"method": "tertiles", "edges": [e1, e2]}'
+    fix = 'rerun `icl-bench run` or write {"method": "tertiles", "edges": [e1, e2]}'
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
