@@ -94,17 +94,31 @@ def _hub_has(spec: ModelSpec) -> bool:
         return False
 
 
-def load(reference: str, dtype: str = "auto"):
-    """(model, tokenizer) from a `materialize` reference; float32 on CPU, bfloat16 on a capable GPU.
-    The tokenizer gets a pad token (eos) if it has none."""
+def bf16_capable() -> bool:
+    """True on a GPU that computes in bfloat16."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if dtype == "auto":
-        dtype = "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def load_tokenizer(reference: str):
+    """The tokenizer of a `materialize` reference, with a pad token (eos) if it has none."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(reference)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load(reference: str, dtype: str = "auto"):
+    """(model, tokenizer) from a `materialize` reference; float32 on CPU, bfloat16 on a capable GPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if dtype == "auto":
+        dtype = "bfloat16" if bf16_capable() else "float32"
+    tokenizer = load_tokenizer(reference)
     model = AutoModelForCausalLM.from_pretrained(reference, dtype=getattr(torch, dtype))
     if torch.cuda.is_available():
         model = model.to("cuda")

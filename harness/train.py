@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from icl_bench.errors import UsageError
-from icl_bench.models import ModelSpec, load, resolve
+from icl_bench.models import ModelSpec, bf16_capable, load, load_tokenizer, resolve
 from icl_bench.store import read_jsonl, write_json, write_jsonl
 
 ADAPT = ("attention", "attention+mlp", "full")
@@ -281,13 +281,13 @@ def train(
     """Fine-tune `reference` on `records` and write the result to `output`; resumes from `checkpoints`."""
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     if not records:
         raise UsageError("train: no training records; build the regime's training set first")
     output, checkpoints = Path(output), Path(checkpoints)
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    bf16 = bf16_capable()
     with _environment(deepspeed):
         # Arguments first: with ZeRO-3 they make from_pretrained partition the weights as it loads them.
         args = TrainingArguments(
@@ -319,9 +319,7 @@ def train(
             remove_unused_columns=False,
             label_names=["labels"],
         )
-        tokenizer = AutoTokenizer.from_pretrained(reference)
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer = load_tokenizer(reference)
         features = encode(records, tokenizer, config.max_length)
         transformers.set_seed(config.seed)
         dtype = torch.bfloat16 if bf16 and config.lora else torch.float32  # full: fp32 master weights
