@@ -53,7 +53,7 @@ def task_name(task: Task, split: str, mode: str) -> str:
 
 def metric_names(task: Task) -> tuple[str, ...]:
     """The primary metric, then the task's extra metrics (duplicates dropped)."""
-    return tuple(dict.fromkeys((task.metric, *getattr(task, "extra_metrics", ()))))
+    return tuple(dict.fromkeys((task.metric, *task.extra_metrics)))
 
 
 def group_records(records: Records) -> dict[tuple[str, str], list[Mapping[str, Any]]]:

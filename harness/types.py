@@ -44,6 +44,7 @@ class Task(ABC):
     splits: tuple[str, ...] = ("train", "test")
     pool_split: str = "train"
     metric: str = "exact-match"
+    extra_metrics: tuple[str, ...] = ()  # also computed and stored per example; `metric` is the primary
     paraphraser: str | None = None
     choices: tuple[str, ...] | None = None
     generation: Generation = Generation()
