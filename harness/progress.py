@@ -11,6 +11,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,18 +22,18 @@ T = TypeVar("T")
 console = Console(stderr=True)
 
 
+def bar(*extra: ProgressColumn) -> Progress:
+    """The stages' progress bar: description, bar, done/total, elapsed, then `extra` columns; transient,
+    on stderr, and silent when stderr is not a terminal."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, *extra, console=console, transient=True, disable=not console.is_terminal)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-    """Iterate with a transient progress bar on stderr (silent when stderr is not a terminal)."""
+    """Iterate with the stages' progress bar (plus time remaining)."""
     if total is None and isinstance(items, Sized):
         total = len(items)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+    with bar(TimeRemainingColumn()) as progress:
         yield from progress.track(items, total=total, description=description)
 
 

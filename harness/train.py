@@ -206,10 +206,10 @@ def zero_config(config: TrainConfig) -> dict[str, Any]:
 def _callbacks(learning_rate: float, description: str) -> list:
     """The run's two TrainerCallbacks: a divergence guard and a progress bar (defined here so that
     importing this module stays free of transformers)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, TextColumn
     from transformers import TrainerCallback
 
-    from icl_bench.progress import console
+    from icl_bench.progress import bar
 
     class DivergenceGuard(TrainerCallback):
         """Raises TrainingDiverged at the first logged NaN/inf loss, before that step is checkpointed."""
@@ -230,10 +230,7 @@ def _callbacks(learning_rate: float, description: str) -> list:
         def on_train_begin(self, args, state, control, **kwargs):
             if not state.is_world_process_zero:
                 return
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-            columns += (TimeElapsedColumn(), TextColumn("{task.fields[loss]}"))
-            quiet = not console.is_terminal
-            self.progress = Progress(*columns, console=console, transient=True, disable=quiet)
+            self.progress = bar(TextColumn("{task.fields[loss]}"))
             self.progress.start()
             self.task = self.progress.add_task(description, total=state.max_steps, loss="")
 
