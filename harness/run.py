@@ -22,6 +22,7 @@ from icl_bench.types import Regime, Task
 
 EVAL_VERSION = 1
 MAIN_REGIMES = ("zero", "random", "similar", "contrastive")
+SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def run(plan: Plan, store: Store) -> list[str]:
                 label = regime.name if regime else "base"
                 write_jsonl(results / task.name / spec.name / f"{label}.jsonl", samples)
     write_leaderboard(results, plan.out)
-    index_suites(plan.out.parent)
+    if plan.out.parent.name == SUITES_ROOT:  # a suite among suites: refresh their index
+        index_suites(plan.out.parent)
     (plan.out / "failures.json").unlink(missing_ok=True)
     if failures:
         write_json(plan.out / "failures.json", failures)

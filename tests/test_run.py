@@ -17,7 +17,7 @@ from icl_bench.store import Store
 def smoke(tmp_path_factory):
     """One smoke sweep (tiny, zero + contrastive) shared by the tests below."""
     root = tmp_path_factory.mktemp("run")
-    store, out = Store(root / "store"), root / "suites" / "smoke"
+    store, out = Store(root / "store"), root / "leaderboards" / "smoke"
     plan = Plan(
         models=["tiny"],
         regimes=[plugins.regimes["zero"], plugins.regimes["contrastive"]],
@@ -65,13 +65,14 @@ def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(sm
 
 
 def test_diverging_training_is_recorded_and_the_sweep_goes_on(tmp_path):
-    out = tmp_path / "suites" / "nan"
+    out = tmp_path / "nan"
     plan = Plan(models=["tiny"], regimes=[plugins.regimes["zero"]], size="smoke", out=out, learning_rate=1e30)
     failures = run(plan, Store(tmp_path / "store"))
     assert len(failures) == 1 and "zero" in failures[0] and "loss" in failures[0].lower()
     assert json.loads((out / "failures.json").read_text()) == failures
     assert (out / "results" / "synthetic-alignment" / "tiny" / "base.jsonl").is_file()  # nothing lost
     assert "| base |" in (out / "leaderboard.md").read_text()
+    assert not (tmp_path / "README.md").exists()  # only a leaderboards/ folder of suites gets an index
 
 
 def test_unreachable_model_fails_before_training(tmp_path):
