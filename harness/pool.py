@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from icl_bench.errors import UsageError
-from icl_bench.similarity import BM25Index
+from icl_bench.similarity import BM25Index, top_indices
 from icl_bench.types import Example, Task
 
 Paraphrase = Callable[[Example, random.Random], Example]
@@ -51,11 +51,12 @@ class Pool:
 
     def nearest(self, target: Example, n: int) -> list[int]:
         """The `n` best pool indices by BM25 against the target's input."""
-        return self.index.top(self.task.bm25_tokens(target.input), n, self.excluded(target))
+        return [i for i, _ in self.nearest_scored(target, n)]
 
-    def bm25_scores(self, target: Example, indices: Sequence[int]) -> list[float]:
+    def nearest_scored(self, target: Example, n: int) -> list[tuple[int, float]]:
+        """The `n` best pool indices by BM25 with their scores, from one scoring pass."""
         scores = self.index.scores(self.task.bm25_tokens(target.input))
-        return [float(scores[i]) for i in indices]
+        return [(i, float(scores[i])) for i in top_indices(scores, n, self.excluded(target))]
 
     def paraphrase(self, target: Example, rng: random.Random) -> Example:
         if self._paraphrase is None:

@@ -60,9 +60,10 @@ class OneNear(Sampler):
     name: ClassVar[str] = "one_near"
 
     def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
-        candidates = pool.nearest(target, self.top_m)
+        scored = pool.nearest_scored(target, self.top_m)
+        candidates = [i for i, _ in scored]
         if len(candidates) > 1:
-            weights = pool.bm25_scores(target, candidates)
+            weights = [score for _, score in scored]
             if sum(weights) <= 0:
                 weights = [1.0] * len(candidates)
             near = rng.choices(candidates, weights=weights)[0]
