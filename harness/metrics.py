@@ -19,6 +19,7 @@ class ExactMatch(Metric):
 class ChrF(Metric):
     name = "chrf"
     description = "sentence chrF++ (sacrebleu, word order 2), 0-100; the offline MT default"
+    scale = 100.0
 
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
         from sacrebleu.metrics import CHRF
@@ -32,6 +33,7 @@ class ChrF(Metric):
 class Bleu(Metric):
     name = "bleu"
     description = "sentence BLEU (sacrebleu, exponential smoothing), 0-100; the copy probe's sim_y"
+    scale = 100.0
 
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
         from sacrebleu.metrics import BLEU

@@ -159,10 +159,14 @@ class Single(Regime):
 
 
 class Metric(ABC):
-    """Scores a batch of predictions against their examples: one float per example, higher is better."""
+    """Scores a batch of predictions against their examples: one float per example, higher is better.
+
+    `scale` is the metric's range (1 for accuracies, 100 for chrF or BLEU); claim margins scale with it.
+    """
 
     name: str
     description: str
+    scale: float = 1.0
 
     @abstractmethod
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
