@@ -19,7 +19,8 @@ from rich.progress import (
 
 T = TypeVar("T")
 
-console = Console(stderr=True)
+console = Console(stderr=True)  # progress, logs and warnings
+out = Console()  # results: tables, listings
 
 
 def bar(*extra: ProgressColumn) -> Progress:

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from icl_bench import environment
 from icl_bench.errors import UsageError
 from icl_bench.models import ModelSpec, bf16_capable, load, load_tokenizer, resolve
 from icl_bench.store import read_jsonl, write_json, write_jsonl
@@ -358,6 +359,7 @@ def train(
                 output / LOG,
                 {
                     "model": spec.name,
+                    "environment": environment.capture(),
                     "config": asdict(config),
                     "deepspeed": zero_config(config) if deepspeed else None,
                     "world_size": args.world_size,
