@@ -2,9 +2,10 @@
 
 `write_leaderboard(results, out)` writes, byte-deterministically for identical results:
 
-    out/leaderboard.md     one section per task: metric, bin edges, a table per split and the plot
+    out/leaderboard.md     one section per task: metric, bin edges, a table per split, the plot and the
+                           claim verdicts; then the environment the results were made in
     out/leaderboard.csv    long format: task,split,model,regime,kind,column,mean,lo,hi,n
-    out/leaderboard.json   the same rows grouped by task, with each task's metric and bins
+    out/leaderboard.json   the same rows grouped by task, with each task's metric, bins and claims
     out/<task>.png         score by similarity bin (Low/Medium/High), one line per regime, CI error bars
 
 Table rows are the regimes in the order base, zero, random, similar, contrastive, then the others
@@ -24,8 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from icl_bench import claims, environment
 from icl_bench.errors import UsageError
-from icl_bench.score import BINS, Cell, TaskSummary, score_results
+from icl_bench.score import BINS, Cell, TaskSummary, load_results, score_task
 from icl_bench.store import write_atomic
 
 if TYPE_CHECKING:
@@ -58,6 +60,11 @@ class Grid:
         cell, d = self.cells[i][j], self.decimals
         return MISSING if cell is None else f"{cell.mean:.{d}f} [{cell.lo:.{d}f}, {cell.hi:.{d}f}]"
 
+    def compact(self, i: int, j: int) -> str:
+        """`mean ±h`, h the CI's half-width, for terminals; `-` for an empty cell."""
+        cell, d = self.cells[i][j], self.decimals
+        return MISSING if cell is None else f"{cell.mean:.{d}f} ±{(cell.hi - cell.lo) / 2:.{d}f}"
+
     def best(self, j: int) -> set[int]:
         """Rows whose displayed mean in column j is the column's highest (ties all count)."""
         shown = {
@@ -78,6 +85,56 @@ def decimals(summary: TaskSummary) -> int:
     """3 decimals for metrics within [-1, 1] (accuracy), 1 for wider scales (chrF 0-100)."""
     values = [v for row in summary.rows for v in (row.cell.mean, row.cell.lo, row.cell.hi)]
     return 3 if all(abs(v) <= 1 for v in values) else 1
+
+
+@dataclass(frozen=True)
+class Board:
+    """Everything a leaderboard shows, computed from a results folder alone."""
+
+    summaries: tuple[TaskSummary, ...]
+    verdicts: dict[str, list[claims.Verdicts]]  # task -> one per (model, split)
+    margins: dict[str, float]  # task -> the `>=` margin in its metric's units
+    environments: dict[tuple[str, str, str, str], dict[str, Any] | None]  # (task, model, regime, stage)
+    resamples: int = 1000
+    level: float = 0.95
+    seed: int = 0
+
+
+def metric_scale(name: str) -> float:
+    """The registered metric's range (1 for accuracies, 100 for chrF/BLEU); 1 when not installed."""
+    from icl_bench import plugins
+
+    return plugins.metrics[name].scale if name in plugins.metrics else 1.0
+
+
+def board(results: Path, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Board:
+    tasks = load_results(Path(results))
+    summaries = tuple(score_task(task, resamples, level, seed) for task in tasks)
+    margins = {task.task: claims.MARGIN * metric_scale(task.metric) for task in tasks}
+    verdicts = {
+        task.task: claims.task_verdicts(
+            task.task, task.records, task.bins.edges, margins[task.task], resamples, level, seed
+        )
+        for task in tasks
+    }
+    return Board(summaries, verdicts, margins, read_environments(Path(results)), resamples, level, seed)
+
+
+def read_environments(results: Path) -> dict[tuple[str, str, str, str], dict[str, Any] | None]:
+    """(task, model, regime, stage) -> the environment recorded beside the results, stage being
+    "train" or "evaluate"; a result without a record maps to None."""
+    found: dict[tuple[str, str, str, str], dict[str, Any] | None] = {}
+    for path in sorted(results.glob(f"*/*/{environment.FILE}")):
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise UsageError(f"{path} is not valid JSON; rerun `icl-bench run` to rewrite it") from None
+        for regime, stages in sorted(recorded.items()):
+            for stage in ("train", "evaluate"):
+                found[(path.parent.parent.name, path.parent.name, regime, stage)] = (stages or {}).get(stage)
+    for path in sorted(results.glob("*/*/*.jsonl")):
+        found.setdefault((path.parent.parent.name, path.parent.name, path.stem, "evaluate"), None)
+    return found
 
 
 def grids(summary: TaskSummary) -> list[Grid]:
@@ -105,7 +162,8 @@ def grids(summary: TaskSummary) -> list[Grid]:
 # --- renderers ----------------------------------------------------------------------------------------
 
 
-def markdown(summaries: Sequence[TaskSummary], resamples: int, level: float, seed: int) -> str:
+def markdown(data: Board) -> str:
+    resamples, level, seed = data.resamples, data.level, data.seed
     lines = [
         "# Leaderboard",
         "",
@@ -116,7 +174,7 @@ def markdown(summaries: Sequence[TaskSummary], resamples: int, level: float, see
         "test-context modes, then the Low / Medium / High bins of max_sim, which pool every mode's "
         f"records. **Bold**: the best mean in the column (higher is better). `{MISSING}`: no records.",
     ]
-    for summary in summaries:
+    for summary in data.summaries:
         e1, e2 = summary.bins.edges
         lines += [
             "",
@@ -139,7 +197,39 @@ def markdown(summaries: Sequence[TaskSummary], resamples: int, level: float, see
                 ]
                 lines.append("| " + " | ".join(_md_escape(t) for t in (label, *texts)) + " |")
         lines += ["", f"![{summary.task}: score by similarity bin]({quote(summary.task)}.png)"]
+        lines += claims.markdown(data.verdicts[summary.task], decimals(summary), data.margins[summary.task])
+    lines += environment_markdown(data.environments)
     return "\n".join(lines) + "\n"
+
+
+def environment_markdown(recorded: dict[tuple[str, str, str, str], dict[str, Any] | None]) -> list[str]:
+    """The Environment section: one column per distinct environment, and which results each made."""
+    lines = ["", "## Environment", ""]
+    known = environment.distinct(env for env in recorded.values() if env is not None)
+    missing = sorted(
+        "/".join(key[:3]) + f" ({key[3]})"
+        for key, env in recorded.items()
+        if env is None and key[3] == "evaluate"
+    )
+    if not known:
+        return [*lines, "Not recorded: these results predate environment records; rerun `icl-bench run`."]
+    if len(known) == 1:
+        lines.append("Every recorded result was trained and evaluated in this environment:")
+    else:
+        lines.append(f"The results come from {len(known)} environments:")
+    names = [f"env {i + 1}" for i in range(len(known))] if len(known) > 1 else ["value"]
+    lines += ["", "| " + " | ".join(("", *names)) + " |", "|:--" * (len(names) + 1) + "|"]
+    described = [dict(environment.describe(env)) for env in known]
+    for field, _ in environment.describe(known[0]):
+        lines.append("| " + " | ".join((field, *(d.get(field, MISSING) for d in described))) + " |")
+    if len(known) > 1:
+        lines.append("")
+        for i, env in enumerate(known):
+            used = sorted("/".join(k[:3]) + f" ({k[3]})" for k, e in recorded.items() if e == env)
+            lines.append(f"- env {i + 1}: {', '.join(used)}")
+    if missing:
+        lines += ["", f"Not recorded for: {', '.join(missing)}."]
+    return lines
 
 
 def rows(summaries: Sequence[TaskSummary]) -> list[dict[str, Any]]:
@@ -177,17 +267,24 @@ def csv_text(summaries: Sequence[TaskSummary]) -> str:
     return buffer.getvalue()
 
 
-def json_text(summaries: Sequence[TaskSummary], resamples: int, level: float, seed: int) -> str:
+def json_text(data: Board) -> str:
     tasks: dict[str, Any] = {}
-    for summary in summaries:
+    for summary in data.summaries:
         tasks[summary.task] = {
             "metric": summary.metric,
             "bins": {"method": summary.bins.method, "edges": list(summary.bins.edges)},
             "decimals": decimals(summary),
             "rows": [{k: v for k, v in row.items() if k != "task"} for row in rows([summary])],
+            "claims": claims.as_json(data.verdicts[summary.task], DIGITS),
+            "claims_margin": round(data.margins[summary.task], DIGITS),
         }
-    data = {"bootstrap": {"resamples": resamples, "level": level, "seed": seed}, "tasks": tasks}
-    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    environments = [
+        {"task": t, "model": m, "regime": r, "stage": s, "environment": env}
+        for (t, m, r, s), env in sorted(data.environments.items())
+    ]
+    bootstrap = {"resamples": data.resamples, "level": data.level, "seed": data.seed}
+    out = {"bootstrap": bootstrap, "tasks": tasks, "environments": environments}
+    return json.dumps(out, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def plot_png(summary: TaskSummary) -> bytes:
@@ -251,13 +348,13 @@ def plot_png(summary: TaskSummary) -> bytes:
 
 def render(results: Path, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, bytes]:
     """Every leaderboard file's name and bytes, computed from `results` alone."""
-    summaries = score_results(Path(results), resamples, level, seed)
+    data = board(results, resamples, level, seed)
     files = {
-        "leaderboard.md": markdown(summaries, resamples, level, seed).encode(),
-        "leaderboard.csv": csv_text(summaries).encode(),
-        "leaderboard.json": json_text(summaries, resamples, level, seed).encode(),
+        "leaderboard.md": markdown(data).encode(),
+        "leaderboard.csv": csv_text(data.summaries).encode(),
+        "leaderboard.json": json_text(data).encode(),
     }
-    for summary in summaries:
+    for summary in data.summaries:
         files[f"{summary.task}.png"] = plot_png(summary)
     return files
 
@@ -347,39 +444,48 @@ def _md_escape(text: str) -> str:
 
 
 def rich_tables(results: Path, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> list[Table]:
-    """The leaderboard tables as rich Tables (best mean per column in bold), one per task and split."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    """The leaderboard for a terminal: per task and split a table by test mode and one by similarity
+    bin (cells `mean ±half-width`, best mean in bold), then the claim verdicts; each fits 80 columns."""
+    data = board(results, resamples, level, seed)
     tables = []
-    for summary in score_results(Path(results), resamples, level, seed):
+    for summary in data.summaries:
         e1, e2 = summary.bins.edges
-        caption = f"bins ({summary.bins.method}): Low < {e1:.4g} <= Medium < {e2:.4g} <= High"
         per_split = grids(summary)
         for grid in per_split:
             title = f"{summary.task} ({summary.metric})"
             title += f", split {grid.split}" if len(per_split) > 1 else ""
-            table = Table(
-                title=escape(title), title_justify="left", caption=escape(caption), caption_justify="left"
-            )
-            table.add_column("regime", no_wrap=True)
-            for column in grid.columns:
-                table.add_column(escape(column), justify="right")
-            bold = [grid.best(j) for j in range(len(grid.columns))]
-            for i, label in enumerate(grid.labels):
-                texts = [escape(grid.text(i, j)) for j in range(len(grid.columns))]
-                marked = (f"[bold]{t}[/bold]" if i in bold[j] else t for j, t in enumerate(texts))
-                table.add_row(escape(label), *marked)
-            tables.append(table)
+            modes = [j for j, c in enumerate(grid.columns) if c not in BINS]
+            bins = [j for j, c in enumerate(grid.columns) if c in BINS]
+            tables.append(_rich_grid(grid, modes, f"{title} by test mode", f"±: half the {level:.0%} CI"))
+            caption = f"Low < {e1:.4g} <= Medium < {e2:.4g} <= High (max_sim, {summary.bins.method})"
+            tables.append(_rich_grid(grid, bins, f"{title} by similarity bin", caption))
+        tables += [
+            claims.rich_table(v, summary.metric, decimals(summary)) for v in data.verdicts[summary.task]
+        ]
     return tables
+
+
+def _rich_grid(grid: Grid, columns: Sequence[int], title: str, caption: str) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left", caption=escape(caption), caption_justify="left")
+    table.add_column("regime", overflow="fold")
+    for j in columns:
+        table.add_column(escape(grid.columns[j]), justify="right", no_wrap=True)
+    bold = {j: grid.best(j) for j in columns}
+    for i, label in enumerate(grid.labels):
+        texts = [(escape(grid.compact(i, j)), i in bold[j]) for j in columns]
+        table.add_row(escape(label), *(f"[bold]{t}[/bold]" if b else t for t, b in texts))
+    return table
 
 
 def show(
     results: Path, console: Console | None = None, resamples: int = 1000, level: float = 0.95, seed: int = 0
 ) -> None:
-    """Print the leaderboard tables (to the shared stderr console unless one is given)."""
+    """Print the leaderboard and claim tables (to stdout unless a console is given)."""
     from icl_bench import progress
 
-    target = console or progress.console
+    target = console or progress.out
     for table in rich_tables(results, resamples, level, seed):
         target.print(table, soft_wrap=False)

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 
 import pytest
 from rich.console import Console
@@ -55,7 +56,14 @@ def make_results(root, models=("m1",), regimes=REGIMES, n=12, splits=("test",), 
 
 
 def table_lines(markdown):
-    return [line for line in markdown.splitlines() if line.startswith("| ")]
+    """The score tables' lines (the Claims and Environment tables left out)."""
+    lines, keep = [], True
+    for line in markdown.splitlines():
+        if line.startswith("#") and not line.startswith("####"):
+            keep = not line.startswith(("### Claims", "## Environment"))
+        if keep and line.startswith("| "):
+            lines.append(line)
+    return lines
 
 
 def test_markdown_rows_columns_and_bold(tmp_path):
@@ -202,10 +210,32 @@ def test_index_suites(tmp_path):
 
 def test_rich_tables_and_show(tmp_path):
     results = make_results(tmp_path / "results")
-    (table,) = rich_tables(results)
-    assert [c.header for c in table.columns] == ["regime", *HEADER.strip("| ").split(" | ")[1:]]
-    assert table.row_count == len(REGIMES)
+    modes, bins, verdicts = rich_tables(results)
+    assert [c.header for c in modes.columns] == ["regime", *MODES]
+    assert [c.header for c in bins.columns] == ["regime", "Low", "Medium", "High"]
+    assert modes.row_count == bins.row_count == len(REGIMES)
+    assert [c.header for c in verdicts.columns] == [
+        "claim",
+        "statement / comparison",
+        "difference [95% CI]",
+        "verdict",
+    ]
     console = Console(record=True, width=250)
     show(results, console=console)
     text = console.export_text()
-    assert "toy (exact-match)" in text and "random+similar" in text and "[" in text
+    assert "toy (exact-match) by test mode" in text and "random+similar" in text and " ±" in text
+    assert "C1" in text and "fine-tuning learns the task" in text
+
+
+@pytest.mark.parametrize("models", [("m1",), ("a-long-model-name", "m1")])
+def test_terminal_tables_print_every_number_whole_at_80_columns(tmp_path, models):
+    results = make_results(tmp_path / "results", models=models)
+    console = Console(record=True, width=80)
+    show(results, console=console)
+    text = console.export_text()
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    wide = Console(record=True, width=400)
+    show(results, console=wide)
+    numbers = sorted(set(re.findall(r"[+-]?\d+\.\d+", wide.export_text())))
+    assert numbers and all(number in text for number in numbers)
