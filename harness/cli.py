@@ -94,7 +94,7 @@ def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
 def cmd_list(args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    from icl_bench.progress import console
+    from icl_bench.progress import out
 
     kinds = [args.kind] if args.kind else list(KINDS)
     listing = {kind: names(kind) for kind in kinds}
@@ -105,13 +105,13 @@ def cmd_list(args: argparse.Namespace) -> None:
         table = Table(title=kind, title_justify="left", show_header=False)
         for item in items:
             table.add_row(item["name"], item["description"])
-        console.print(table, soft_wrap=False)
+        out.print(table, soft_wrap=False)
 
 
 def cmd_contexts(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
     from icl_bench.progress import console
-    from icl_bench.store import Store
+    from icl_bench.store import Store, writable
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -119,19 +119,20 @@ def cmd_contexts(args: argparse.Namespace) -> None:
         k=args.k, seed=args.seed, epochs=args.epochs, max_pool=args.max_pool, max_test=args.max_test
     )
     if args.out:
-        print(write_contexts(task, regimes, config, Path(args.out)))
+        print(write_contexts(task, regimes, config, writable(Path(args.out), "--out")))
         return
-    built = build_contexts(task, regimes, config, Store(args.store))
+    built = build_contexts(task, regimes, config, Store(args.store).check_writable())
     console.print(f"test contexts in {built.test}")
     for regime, folder in built.train.items():
         console.print(f"{regime} training set in {folder}")
     print(built.fingerprint())
 
 
-def cmd_run(args: argparse.Namespace) -> None:
-    from icl_bench.progress import console, quiet_libraries
-    from icl_bench.run import MAIN_REGIMES, Plan, run
-    from icl_bench.store import Store
+def plan_of(args: argparse.Namespace):
+    """The sweep the options describe, with --store and --out checked writable before any work."""
+    from icl_bench.progress import quiet_libraries
+    from icl_bench.run import MAIN_REGIMES, Plan
+    from icl_bench.store import Store, writable
 
     quiet_libraries()
     spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
@@ -142,25 +143,55 @@ def cmd_run(args: argparse.Namespace) -> None:
         size=args.size,
         seed=args.seed,
         k=args.k,
-        out=Path(args.out),
+        out=Path(getattr(args, "out", None) or "."),
         launcher=args.launcher,
         num_gpus=args.num_gpus,
         hostfile=Path(args.hostfile) if args.hostfile else None,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
     )
-    failures = run(plan, Store(args.store))
-    show_leaderboard(Path(args.out))
+    store = Store(args.store).check_writable()
+    if getattr(args, "out", None):
+        writable(plan.out, "--out")
+    return plan, store
+
+
+def fail_on(failures: Sequence[str]) -> None:
+    from icl_bench.progress import console
+
     for failure in failures:
         console.print(f"[red]failed[/] {failure}")
     if failures:
         raise SystemExit(1)
 
 
-def show_leaderboard(suite: Path) -> None:
+def cmd_run(args: argparse.Namespace) -> None:
     from icl_bench.leaderboard import show
+    from icl_bench.run import run
 
-    show(suite / "results")
+    plan, store = plan_of(args)
+    failures = run(plan, store)
+    show(plan.out / "results")
+    fail_on(failures)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from icl_bench.run import train_stage
+
+    trained, failures = train_stage(*plan_of(args))
+    for folder in trained:
+        print(folder)
+    fail_on(failures)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from icl_bench.progress import console
+    from icl_bench.run import evaluate_stage
+
+    plan, store = plan_of(args)
+    fail_on(evaluate_stage(plan, store))
+    print(plan.out / "results")
+    console.print(f"tabulate with `icl-bench leaderboard --out {plan.out}`")
 
 
 def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
@@ -176,16 +207,18 @@ def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from icl_bench.leaderboard import check_leaderboard, index_suites, write_leaderboard
+    from icl_bench.leaderboard import check_leaderboard, index_suites, show, write_leaderboard
     from icl_bench.progress import console
+    from icl_bench.store import writable
 
     stale = []
     for results, out in suites(args):
         if args.check:
             stale += [f"{out}/{name}" for name in check_leaderboard(results, out)]
         else:
-            write_leaderboard(results, out)
+            write_leaderboard(results, writable(out, "--out"))
             console.print(f"wrote {out}/leaderboard.md")
+            show(results)
     if args.check:
         if stale:
             names = ", ".join(stale)
@@ -199,14 +232,39 @@ def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
     from icl_bench.progress import quiet_libraries
-    from icl_bench.store import Store
+    from icl_bench.store import Store, writable
 
     quiet_libraries()
     task = plugins.tasks[args.task]
     config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
-    built = build_contexts(task, [], config, Store(args.store))
-    for name in export_lm_eval(task, read_test_records(built.test, task), Path(args.out)):
+    out = writable(Path(args.out), "--out")
+    built = build_contexts(task, [], config, Store(args.store).check_writable())
+    for name in export_lm_eval(task, read_test_records(built.test, task), out):
         print(name)
+
+
+def sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that name a sweep: `run`, `train` and `evaluate` share them, and so its store keys."""
+    parser.add_argument(
+        "--models", default="smollm2-135m", help="comma-separated aliases, hub ids or folders"
+    )
+    parser.add_argument("--tasks", default="synthetic-alignment", help="comma-separated task names")
+    parser.add_argument("--regimes", default="main", help="`main` (the four main regimes), `all`, or names")
+    parser.add_argument("--set", action="append", default=[], metavar="REGIME.FIELD=VALUE")
+    parser.add_argument("--size", default="default", help="smoke, default or paper")
+    parser.add_argument("--k", type=positive, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
+    parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
+    parser.add_argument("--store", help="artifact store folder")
+    parser.add_argument(
+        "--launcher",
+        choices=("none", "deepspeed", "torchrun"),
+        default="none",
+        help="run training under a distributed launcher",
+    )
+    parser.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
+    parser.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
 
 
 def build_parser() -> Parser:
@@ -240,26 +298,18 @@ def build_parser() -> Parser:
     contexts.set_defaults(func=cmd_contexts)
 
     run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
-    run.add_argument("--models", default="smollm2-135m", help="comma-separated aliases, hub ids or folders")
-    run.add_argument("--tasks", default="synthetic-alignment", help="comma-separated task names")
-    run.add_argument("--regimes", default="main", help="`main` (the four main regimes), `all`, or names")
-    run.add_argument("--set", action="append", default=[], metavar="REGIME.FIELD=VALUE")
-    run.add_argument("--size", default="default", help="smoke, default or paper")
-    run.add_argument("--k", type=positive, default=4)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
-    run.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
+    sweep_arguments(run)
     run.add_argument("--out", default="leaderboards/default", help="suite folder for results and tables")
-    run.add_argument("--store", help="artifact store folder")
-    run.add_argument(
-        "--launcher",
-        choices=("none", "deepspeed", "torchrun"),
-        default="none",
-        help="run training under a distributed launcher",
-    )
-    run.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
-    run.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
     run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="train each regime (the store keys `run` uses); print the folders")
+    sweep_arguments(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate the base and trained models into a suite's results")
+    sweep_arguments(evaluate)
+    evaluate.add_argument("--out", default="leaderboards/default", help="suite folder for results")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     board = sub.add_parser("leaderboard", help="regenerate tables and plots from results")
     board.add_argument("--results", help="results folder (default: every suite under leaderboards/)")

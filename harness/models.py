@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -59,10 +59,36 @@ def resolve(name: str) -> ModelSpec:
     if name in plugins.models:
         return plugins.models[name]
     if Path(name).is_dir():
+        check_folder(Path(name), plugins.models)
         return ModelSpec(name, f"local folder {name}", source=str(Path(name).resolve()))
     if "/" in name and not name.startswith((".", "/")):
         return ModelSpec(name, f"hub model {name}", source=name)
     raise unknown("model", name, plugins.models)
+
+
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def check_folder(folder: Path, known: Iterable[str] = ()) -> None:
+    """A local model folder must hold what `from_pretrained` loads: a config, weights, a tokenizer."""
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("no config.json")
+    if not any((folder / name).is_file() for name in WEIGHTS):
+        missing.append(f"no weights ({' or '.join(WEIGHTS[::2])})")
+    if not any((folder / name).is_file() for name in TOKENIZER):
+        missing.append(f"no tokenizer ({' or '.join(TOKENIZER[:2])})")
+    if missing:
+        raise UsageError(
+            f"model folder {folder} is not a loadable model: {', '.join(missing)}; pass a folder written by "
+            f"save_pretrained, a hub id, or one of: {', '.join(sorted(known))}"
+        )
 
 
 def materialize(spec: ModelSpec, store: Store) -> str:

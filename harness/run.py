@@ -7,17 +7,18 @@ goes on.
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from icl_bench import models, plugins
+from icl_bench import environment, models, plugins
 from icl_bench.contexts import ContextConfig, ContextSet, build_contexts, read_test_records
 from icl_bench.errors import UsageError
 from icl_bench.progress import console
 from icl_bench.store import Store, read_jsonl, write_json, write_jsonl
-from icl_bench.train import TrainConfig, TrainingDiverged
+from icl_bench.train import LOG, TrainConfig, TrainingDiverged
 from icl_bench.types import Regime, Task
 
 EVAL_VERSION = 1
@@ -75,38 +76,40 @@ def run(plan: Plan, store: Store) -> list[str]:
     """Execute the plan; return the failures (one line each).  The leaderboard is rewritten at the end."""
     from icl_bench.leaderboard import index_suites, write_leaderboard
 
-    if plan.size not in SIZES:
-        raise UsageError(f"unknown size {plan.size!r}; known sizes: {', '.join(SIZES)}")
     sweep = Sweep(plan, store)
-    specs = [models.resolve(name) for name in plan.models]
-    tasks = [plugins.tasks[name] for name in plan.tasks]
-    # Resolve every model first, so an unreachable one fails before any training starts.
-    references = {spec.name: models.materialize(spec, store) for spec in specs}
-    results, failures = plan.out / "results", []
-    total, done = len(tasks) * len(specs) * (1 + len(plan.regimes)), 0
-    for task in tasks:
-        contexts = build_contexts(task, plan.regimes, sweep.contexts_config, store)
-        test_records = read_test_records(contexts.test, task)
-        _write_bins(task, test_records, results / task.name)
-        for spec in specs:
-            for regime in (None, *plan.regimes):
-                done += 1
-                setting = Setting(task, spec, references[spec.name], regime, contexts)
-                console.print(f"[dim][{done}/{total}][/] {setting.label}")
-                try:
-                    samples = sweep.evaluate(setting, test_records)
-                except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
-                    failures.append(f"{setting.label}: {error}")
-                    continue
-                label = regime.name if regime else "base"
-                write_jsonl(results / task.name / spec.name / f"{label}.jsonl", samples)
-    write_leaderboard(results, plan.out)
+    failures = sweep.each(
+        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
+    )
+    write_leaderboard(sweep.results, plan.out)
     if plan.out.parent.name == SUITES_ROOT:  # a suite among suites: refresh their index
         index_suites(plan.out.parent)
     (plan.out / "failures.json").unlink(missing_ok=True)
     if failures:
         write_json(plan.out / "failures.json", failures)
     return failures
+
+
+def train_stage(plan: Plan, store: Store) -> tuple[list[Path], list[str]]:
+    """`icl-bench train`: train every (model, task, regime) of the plan, under the keys `run` uses;
+    return the trained folders and the failures."""
+    sweep, trained = Sweep(plan, store), []
+    failures = sweep.each(lambda setting, _: trained.append(sweep.train(setting)), base=False)
+    return trained, failures
+
+
+def evaluate_stage(plan: Plan, store: Store) -> list[str]:
+    """`icl-bench evaluate`: evaluate the base and every trained model of the plan and write their
+    results into the suite; a regime that was not trained yet is an error before any evaluation."""
+    sweep = Sweep(plan, store)
+    untrained = []
+    sweep.each(lambda s, _: sweep.trained(s) or untrained.append(s.label), base=False, quiet=True)
+    if untrained:
+        raise UsageError(
+            f"not trained yet: {', '.join(untrained)}; run `icl-bench train` with the same options first"
+        )
+    return sweep.each(
+        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
+    )
 
 
 def _write_bins(task: Task, test_records: list[dict], folder: Path) -> None:
@@ -120,18 +123,62 @@ def _write_bins(task: Task, test_records: list[dict], folder: Path) -> None:
 
 
 class Sweep:
-    """Trains and evaluates settings through the store: each result is built once, then reused."""
+    """Trains and evaluates settings through the store: each result is built once, then reused.
+
+    Constructing one checks everything that can be checked before hours of work: the size, every model
+    (resolved and reachable) and every task name.
+    """
 
     def __init__(self, plan: Plan, store: Store):
+        if plan.size not in SIZES:
+            raise UsageError(f"unknown size {plan.size!r}; known sizes: {', '.join(SIZES)}")
         size = SIZES[plan.size]
-        self.plan, self.store = plan, store
+        self.plan, self.store, self.results = plan, store, plan.out / "results"
         self.contexts_config = replace(size.contexts, k=plan.k, seed=plan.seed)
         self.train_config = replace(size.train, seed=plan.seed)
         if plan.learning_rate is not None:
             self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
+        self.specs = [models.resolve(name) for name in plan.models]
+        self.tasks = [plugins.tasks[name] for name in plan.tasks]
+        # Resolve every model first, so an unreachable one fails before any training starts.
+        self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
 
-    def evaluate(self, setting: Setting, test_records: list[dict]) -> list[dict]:
-        """Per-sample results of the setting under every test mode (training it first if needed)."""
+    def each(
+        self, work: Callable[[Setting, list[dict]], object], *, base: bool = True, quiet: bool = False
+    ) -> list[str]:
+        """Call `work(setting, test records)` for every setting (the base first when `base`); a failing
+        training run is recorded as one line and the sweep goes on.  Returns those lines."""
+        regimes: tuple[Regime | None, ...] = ((None,) if base else ()) + tuple(self.plan.regimes)
+        total, done, failures = len(self.tasks) * len(self.specs) * len(regimes), 0, []
+        for task in self.tasks:
+            contexts = build_contexts(task, self.plan.regimes, self.contexts_config, self.store)
+            test_records = read_test_records(contexts.test, task)
+            for spec in self.specs:
+                for regime in regimes:
+                    done += 1
+                    setting = Setting(task, spec, self.references[spec.name], regime, contexts)
+                    if not quiet:
+                        console.print(f"[dim][{done}/{total}][/] {setting.label}")
+                    try:
+                        work(setting, test_records)
+                    except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
+                        failures.append(f"{setting.label}: {error}")
+        return failures
+
+    def record(self, setting: Setting, test_records: list[dict], evaluated: tuple[list[dict], dict]) -> None:
+        """Write a setting's per-sample results, its task's bins and the environments that made them."""
+        samples, environments = evaluated
+        folder = self.results / setting.task.name
+        _write_bins(setting.task, test_records, folder)
+        label = setting.regime.name if setting.regime else "base"
+        write_jsonl(folder / setting.model.name / f"{label}.jsonl", samples)
+        recorded = folder / setting.model.name / environment.FILE
+        known = json.loads(recorded.read_text()) if recorded.is_file() else {}
+        write_json(recorded, {**known, label: environments})
+
+    def evaluate(self, setting: Setting, test_records: list[dict]) -> tuple[list[dict], dict]:
+        """Per-sample results of the setting under every test mode (training it first if needed), and
+        the environments it was trained and evaluated in."""
         from icl_bench.evaluate import evaluate
         from icl_bench.train import load_trained
 
@@ -158,26 +205,39 @@ class Sweep:
             )
             with self.store.writing("evaluate", inputs) as folder:
                 write_jsonl(folder / "samples.jsonl", samples)
-        return read_jsonl(self.store.folder("evaluate", inputs) / "samples.jsonl")
+                write_json(folder / environment.FILE, environment.capture())
+        folder = self.store.folder("evaluate", inputs)
+        environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
+        environments["evaluate"] = _recorded(folder / environment.FILE)
+        return read_jsonl(folder / "samples.jsonl"), environments
+
+    def train_inputs(self, setting: Setting) -> dict:
+        regime = setting.regime
+        assert regime is not None
+        return {
+            "model": models.identity(setting.model, setting.reference),
+            "contexts": setting.contexts.train[regime.name].name,
+            "regime": regime.name,
+            "params": regime.params(),
+            "config": self.train_config.key(),
+        }
+
+    def trained(self, setting: Setting) -> Path | None:
+        """The trained model's folder if it exists in the store."""
+        inputs = self.train_inputs(setting)
+        return self.store.folder("train", inputs) if self.store.has("train", inputs) else None
 
     def train(self, setting: Setting) -> Path:
         """The trained model for (model, task data, regime and parameters, hyper-parameters, seed)."""
         from icl_bench.train import run_job, train, write_job
 
-        regime, config, plan = setting.regime, self.train_config, self.plan
-        assert regime is not None
-        inputs = {
-            "model": models.identity(setting.model, setting.reference),
-            "contexts": setting.contexts.train[regime.name].name,
-            "regime": regime.name,
-            "params": regime.params(),
-            "config": config.key(),
-        }
+        inputs, config, plan = self.train_inputs(setting), self.train_config, self.plan
         if self.store.has("train", inputs):
             return self.store.folder("train", inputs)
+        assert setting.regime is not None
         checkpoints = self.store.folder("checkpoints", inputs)  # kept across interruptions: training resumes
         console.print(f"[bold]train[/] {setting.label}")
-        records = setting.contexts.training_records(regime.name)
+        records = setting.contexts.training_records(setting.regime.name)
         with self.store.writing("train", inputs) as output:
             if plan.launcher == "none":
                 train(setting.reference, setting.model, records, config, output, checkpoints)
@@ -194,3 +254,11 @@ class Sweep:
                 run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
         shutil.rmtree(checkpoints, ignore_errors=True)
         return self.store.folder("train", inputs)
+
+
+def _recorded(path: Path, key: str | None = None) -> dict | None:
+    """The environment in a JSON file (under `key`), or None for an artifact made before records."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data.get(key) if key else data

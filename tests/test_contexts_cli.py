@@ -235,7 +235,7 @@ def test_list_one_kind(kind, capsys):
     assert listing[kind] == cli.names(kind)
 
 
-def test_list_table(capsys):
+def test_list_table_goes_to_stdout(capsys):
     assert cli.main(["list", "modes"]) == 0
-    err = capsys.readouterr().err
-    assert "one-near" in err and "paraphrase" in err
+    out = capsys.readouterr().out
+    assert "one-near" in out and "paraphrase" in out

@@ -38,6 +38,7 @@ def test_run_writes_results_and_leaderboard(smoke):
     assert sorted(p.name for p in (folder / "tiny").iterdir()) == [
         "base.jsonl",
         "contrastive.jsonl",
+        "environment.json",
         "zero.jsonl",
     ]
     records = [json.loads(line) for line in (folder / "tiny" / "contrastive.jsonl").read_text().splitlines()]
@@ -46,6 +47,7 @@ def test_run_writes_results_and_leaderboard(smoke):
     assert json.loads((folder / "bins.json").read_text())["method"] == "fixed"
     board = (out / "leaderboard.md").read_text()
     assert "| base |" in board and "| zero |" in board and "| contrastive |" in board
+    assert "### Claims" in board and "| **C1** |" in board and "## Environment" in board
     assert (out / "synthetic-alignment.png").is_file()
     assert (out.parent / "README.md").read_text().count("smoke") >= 1
     assert len(list((store.root / "train").iterdir())) == 2  # one model per trained regime
