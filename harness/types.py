@@ -54,6 +54,11 @@ class Task(ABC):
     def load(self, split: str) -> list[Example]:
         """All examples of `split`, in a deterministic order."""
 
+    def check(self) -> None:
+        """Fail with one line (UsageError) before any work when the data cannot be had: loads every split."""
+        for split in self.splits:
+            self.load(split)
+
     def prompt(self, context: Sequence[Example], target: Example) -> str:
         """The text the model continues: the context examples, then the target's input."""
         shots = "".join(f"{self.render_input(ex)}{self.render_output(ex)}\n" for ex in context)
@@ -170,6 +175,9 @@ class Metric(ABC):
 
     @abstractmethod
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
+
+    def check(self) -> None:  # noqa: B027  (optional hook: most metrics always run)
+        """Fail with one line (UsageError) before any work when this metric cannot run here."""
 
 
 class Paraphraser(ABC):

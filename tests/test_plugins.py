@@ -176,7 +176,7 @@ def test_broken_plugin_is_skipped_and_the_rest_loads(site, tmp_path):
     assert "Traceback" not in listed.stderr
     assert "broken" in listed.stderr and "this plugin is broken on purpose" in listed.stderr
     listing = json.loads(listed.stdout)
-    assert [t["name"] for t in listing["tasks"]] == ["synthetic-alignment"]
+    assert "synthetic-alignment" in [t["name"] for t in listing["tasks"]]
     assert "contrastive" in {r["name"] for r in listing["regimes"]}
     out = tmp_path / "out"
     args = ("--task", "synthetic-alignment", "--regimes", "zero", "--max-test", "5", "--out", str(out))
