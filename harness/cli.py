@@ -128,6 +128,29 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     print(built.fingerprint())
 
 
+def cmd_paraphrase(args: argparse.Namespace) -> None:
+    from icl_bench.contexts import paraphrase_targets, paraphraser_for
+    from icl_bench.paraphrase import LLM, Report, survey
+    from icl_bench.run import size_of
+    from icl_bench.store import Store
+
+    task = plugins.tasks[args.task]
+    name = args.paraphraser or task.paraphraser
+    if name:
+        plugins.paraphrasers[name]  # an unknown name fails here, listing the known ones
+    config = dataclasses.replace(
+        size_of(args.size).contexts, paraphraser=name, paraphrase_model=args.paraphrase_model
+    )
+    report = Report()
+    made = paraphraser_for(task, config, Store(args.store).check_writable(), report)
+    if made is None:
+        raise UsageError(f"task {task.name!r} has no paraphraser; pass --paraphraser NAME")
+    if name != LLM.name:
+        survey(made, paraphrase_targets(task, config), report)
+    for line in [f"{task.name}: {name}", *report.lines()]:
+        print(line)
+
+
 def plan_of(args: argparse.Namespace):
     """The sweep the options describe, with --store and --out checked writable before any work."""
     from icl_bench.progress import quiet_libraries
@@ -149,6 +172,9 @@ def plan_of(args: argparse.Namespace):
         hostfile=Path(args.hostfile) if args.hostfile else None,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        paraphraser=args.paraphraser,
+        paraphrase_model=args.paraphrase_model,
+        metric=args.metric,
     )
     store = Store(args.store).check_writable()
     if getattr(args, "out", None):
@@ -243,6 +269,15 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(name)
 
 
+def paraphrase_arguments(parser: argparse.ArgumentParser, model_flag: str = "--paraphrase-model") -> None:
+    from icl_bench.paraphrase import DEFAULT_MODEL
+
+    parser.add_argument("--paraphraser", help="override each task's paraphraser (`llm`: an LM's, prompt B.2)")
+    parser.add_argument(
+        model_flag, dest="paraphrase_model", default=DEFAULT_MODEL, help="the LM of --paraphraser llm"
+    )
+
+
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that name a sweep: `run`, `train` and `evaluate` share them, and so its store keys."""
     parser.add_argument(
@@ -257,6 +292,8 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
     parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
     parser.add_argument("--store", help="artifact store folder")
+    parser.add_argument("--metric", help="primary metric instead of each task's (e.g. comet)")
+    paraphrase_arguments(parser)
     parser.add_argument(
         "--launcher",
         choices=("none", "deepspeed", "torchrun"),
@@ -292,10 +329,18 @@ def build_parser() -> Parser:
     contexts.add_argument("--max-pool", type=positive, help="use only the first N pool examples")
     contexts.add_argument("--max-test", type=positive, help="use only the first N examples of each test set")
     contexts.add_argument("--out", help="write here instead of the artifact store")
+    paraphrase_arguments(contexts)
     contexts.add_argument(
         "--store", help="artifact store folder (default: $ICL_BENCH_STORE or the user cache)"
     )
     contexts.set_defaults(func=cmd_contexts)
+
+    para = sub.add_parser("paraphrase", help="make (or show) a task's paraphrases; print what was kept")
+    para.add_argument("--task", required=True)
+    para.add_argument("--size", default="default", help="smoke, default or paper: which examples")
+    para.add_argument("--store", help="artifact store folder")
+    paraphrase_arguments(para, model_flag="--model")
+    para.set_defaults(func=cmd_paraphrase)
 
     run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
     sweep_arguments(run)

