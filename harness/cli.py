@@ -254,6 +254,13 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         index_suites(Path(args.root))
 
 
+def cmd_comet(args: argparse.Namespace) -> None:
+    from icl_bench.metrics import comet
+    from icl_bench.store import Store
+
+    print(comet.setup(Store(args.store).check_writable()))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
@@ -341,6 +348,11 @@ def build_parser() -> Parser:
     para.add_argument("--store", help="artifact store folder")
     paraphrase_arguments(para, model_flag="--model")
     para.set_defaults(func=cmd_paraphrase)
+
+    comet = sub.add_parser("comet", help="COMET's own environment: `icl-bench comet setup`")
+    comet.add_argument("action", choices=("setup",), help="create (once) the environment COMET runs in")
+    comet.add_argument("--store", help="artifact store folder (the environment lives in it)")
+    comet.set_defaults(func=cmd_comet)
 
     run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
     sweep_arguments(run)

@@ -159,7 +159,7 @@ class Sweep:
         for task in self.tasks:  # data or a metric that cannot be had fails now, not after hours
             task.check()
             for name in metric_names(task, plan.metric):
-                plugins.metrics[name].check()
+                plugins.metrics[name].check(store)
         # Resolve every model first, so an unreachable one fails before any training starts.
         self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
 
@@ -191,8 +191,9 @@ class Sweep:
         folder = self.results / setting.task.name
         _write_bins(setting.task, test_records, folder, self.plan.metric)
         label = setting.regime.name if setting.regime else "base"
-        write_jsonl(folder / setting.model.name / f"{label}.jsonl", samples)
-        recorded = folder / setting.model.name / environment.FILE
+        model_folder = folder / models.folder_name(setting.model.name)
+        write_jsonl(model_folder / f"{label}.jsonl", samples)
+        recorded = model_folder / environment.FILE
         known = json.loads(recorded.read_text()) if recorded.is_file() else {}
         write_json(recorded, {**known, label: environments})
 

@@ -12,6 +12,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from icl_bench.pool import Pool
+    from icl_bench.store import Store
 
 
 @dataclass(frozen=True)
@@ -176,8 +177,9 @@ class Metric(ABC):
     @abstractmethod
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
 
-    def check(self) -> None:  # noqa: B027  (optional hook: most metrics always run)
-        """Fail with one line (UsageError) before any work when this metric cannot run here."""
+    def check(self, store: Store) -> None:  # noqa: B027  (optional hook: most metrics always run)
+        """Fail with one line (UsageError) before any work when this metric cannot run with `store`
+        (the run's artifact store, where metrics that need files, like COMET, keep them)."""
 
 
 class Paraphraser(ABC):

@@ -1,10 +1,11 @@
-"""Built-in metrics: exact match, chrF++ and sentence BLEU (sacrebleu)."""
+"""Built-in metrics: exact match, chrF++ and sentence BLEU (sacrebleu), and COMET (`comet.py`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from icl_bench.hookspecs import hookimpl
+from icl_bench.metrics.comet import Comet
 from icl_bench.types import Example, Metric
 
 
@@ -49,3 +50,4 @@ def register_metrics(register) -> None:
     register(ExactMatch())
     register(ChrF())
     register(Bleu())
+    register(Comet())
