@@ -169,7 +169,7 @@ def test_multiple_choice_takes_the_likeliest_choice(tiny):
         for choice in task.choices:
             ids = tokenizer(prompts[r["id"]] + f" {choice}").input_ids
             with torch.no_grad():
-                logits = model(torch.tensor([ids])).logits[0].log_softmax(-1)
+                logits = model(torch.tensor([ids], device=model.device)).logits[0].log_softmax(-1)
             scores.append(sum(logits[i - 1, ids[i]].item() for i in range(len(context), len(ids))))
         assert r["prediction"] == task.choices[scores.index(max(scores))]
         assert r["score"] == float(r["prediction"] == gold[r["id"]])
@@ -178,8 +178,8 @@ def test_multiple_choice_takes_the_likeliest_choice(tiny):
 def test_bad_records_are_usage_errors(tiny, task, records):
     with pytest.raises(UsageError, match="appears twice"):
         evaluate(*tiny, task, records + records[:1], model_name="tiny", regime="base")
-    long = dict(records[0], prompt=records[0]["prompt"] * 40)
-    with pytest.raises(UsageError, match="exceed the model's 1024-token context"):
+    long = dict(records[0], prompt=records[0]["prompt"] * 160)
+    with pytest.raises(UsageError, match="exceed the model's 4096-token context"):
         evaluate(*tiny, task, [long], model_name="tiny", regime="base")
     assert evaluate(*tiny, task, [], model_name="tiny", regime="base") == []
 

@@ -4,6 +4,7 @@ contexts built from the prepared paraphrases (with `tiny` as the LM)."""
 import json
 
 import pytest
+from helpers import error_line, run_cli
 
 from icl_bench import paraphrase
 from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
@@ -93,3 +94,15 @@ def test_contexts_use_the_prepared_paraphrases(registered_words, tmp_path):
         target = next(ex for ex in registered_words.load("test") if ex.id == record["id"])
         assert table[target.input] in record["prompt"]
     assert "paraphraser" in json.loads((built.test / "inputs.json").read_text())["config"]
+
+
+def test_paraphrase_command_prints_what_was_kept(tmp_path):
+    done = run_cli("paraphrase", "--task", "mt-django-en-de", "--size", "smoke", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "mt-django-en-de: wordnet-synonyms"
+    assert lines[1] == "accepted 36, fell back 0, unchanged 0"  # smoke: 24 pool + 6 id + 6 ood targets
+    assert len(lines) == 2 + 1 + 3 and all(" -> " in line for line in lines[3:])
+    bad = run_cli("paraphrase", "--task", "mt-django-en-de", "--paraphraser", "nope", cwd=tmp_path)
+    line = error_line(bad)
+    assert "unknown paraphraser 'nope'; known paraphrasers: llm, " in line

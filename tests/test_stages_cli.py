@@ -113,3 +113,19 @@ def test_a_folder_that_is_not_a_model_names_what_is_missing(tmp_path):
     assert "no tokenizer" in line and "no config.json" not in line and "tiny" in line
     line = error_line(run_cli("train", "--models", "/etc", "--size", "smoke", cwd=tmp_path))
     assert "model folder /etc is not a loadable model: no config.json, no weights" in line
+
+
+def test_a_model_given_as_a_folder_keeps_its_results_in_the_suite(twice, tmp_path):
+    """A path (or a hub id) names the model; its results folder is that name flattened, inside the suite."""
+    _, store, *_ = twice[0]
+    (folder,) = (store / "models").iterdir()  # the tiny model the stage test built
+    out = tmp_path / "leaderboards" / "suite"
+    done = run_cli(
+        "run", "--models", str(folder), "--regimes", "zero", "--size", "smoke", "--store", str(store),
+        "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    flattened = str(folder).strip("/").replace("/", "--")
+    results = out / "results" / "synthetic-alignment" / flattened
+    assert sorted(p.name for p in results.iterdir()) == ["base.jsonl", "environment.json", "zero.jsonl"]
+    assert not (folder / "base.jsonl").exists() and "### Claims" in (out / "leaderboard.md").read_text()

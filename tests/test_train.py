@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
-from icl_bench.models import load, materialize, resolve
+from icl_bench.models import bf16_capable, load, materialize, resolve
 from icl_bench.store import Store
 from icl_bench.train import (
     IGNORE,
@@ -63,6 +63,7 @@ def read_log(output) -> dict:
 
 def completion_loss(model, tokenizer, records) -> float:
     batch = Collator(tokenizer.pad_token_id)(encode(records, tokenizer, 1024))
+    batch = {key: value.to(model.device) for key, value in batch.items()}
     with torch.no_grad():
         return model(**batch).loss.item()
 
@@ -233,12 +234,14 @@ def test_deepspeed_zero2_one_process(tiny, records, reference_run, tmp_path):
     log = read_log(tmp_path / "out")
     assert log["deepspeed"]["zero_optimization"]["stage"] == 2 and log["world_size"] == 1
     plain = [e["loss"] for e in read_log(reference_run / "out")["losses"]]
-    assert [e["loss"] for e in log["losses"]] == pytest.approx(plain, rel=1e-4)  # same optimisation
+    # the same optimisation (on a bf16 GPU DeepSpeed keeps the LoRA weights in bf16, the Trainer in fp32)
+    assert [e["loss"] for e in log["losses"]] == pytest.approx(plain, rel=1e-2 if bf16_capable() else 1e-4)
     assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
     assert not {"RANK", "LOCAL_RANK", "ACCELERATE_USE_DEEPSPEED"} & set(os.environ)  # environment restored
 
 
 @pytest.mark.deepspeed
+@pytest.mark.skipif(0 < torch.cuda.device_count() < 2, reason="two processes need two GPUs when CUDA is on")
 def test_deepspeed_zero2_two_processes(tiny, records, tmp_path):
     config = TrainConfig(learning_rate=1e-2, max_steps=2, save_steps=2, batch_size=1)
     job = write_job(
