@@ -334,7 +334,7 @@ def build_parser() -> Parser:
     contexts.add_argument("--seed", type=int, default=0)
     contexts.add_argument("--epochs", type=positive, default=1, help="training contexts per pool example")
     contexts.add_argument("--max-pool", type=positive, help="use only the first N pool examples")
-    contexts.add_argument("--max-test", type=positive, help="use only the first N examples of each test set")
+    contexts.add_argument("--max-test", type=positive, help="at most N test examples in all test sets")
     contexts.add_argument("--out", help="write here instead of the artifact store")
     paraphrase_arguments(contexts)
     contexts.add_argument(

@@ -26,13 +26,13 @@ from icl_bench.similarity import MINILM, keep_embeddings
 from icl_bench.store import Store, digest, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.types import Context, Example, Paraphraser, Regime, Task
 
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: max_test caps a task's test examples, divided over its test splits
 
 
 @dataclass(frozen=True)
 class ContextConfig:
     """What determines the contexts: k, seed, training epochs (one context per instance per epoch),
-    and optional caps on the pool and each test set (first N examples)."""
+    and optional caps on the pool and the task's test examples (first N, see `test_examples`)."""
 
     k: int = 4
     seed: int = 0
@@ -90,8 +90,15 @@ def paraphraser_for(
 def paraphrase_targets(task: Task, config: ContextConfig) -> list[Example]:
     """Every example a context may need the paraphrase of (pool and capped test sets), inputs unique."""
     pool = task.load(task.pool_split)[: config.max_pool]
-    tests = [ex for split in evaluation_splits(task) for ex in task.load(split)[: config.max_test]]
+    tests = [ex for split in evaluation_splits(task) for ex in test_examples(task, split, config)]
     return list({ex.input: ex for ex in reversed([*pool, *tests])}.values())[::-1]
+
+
+def test_examples(task: Task, split: str, config: ContextConfig) -> list[Example]:
+    """The first examples of a test split: `max_test` caps a task's test examples, divided evenly over its
+    test splits (60: 60 for one split, 30 + 30 for `id` + `ood`; at least one per split)."""
+    splits = len(evaluation_splits(task))
+    return task.load(split)[: None if config.max_test is None else max(1, config.max_test // splits)]
 
 
 def evaluation_splits(task: Task) -> list[str]:
@@ -137,7 +144,7 @@ def _add_similarity(task: Task, rows: list[tuple[dict, Example, Context]]) -> No
 
 
 def mode_records(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
-    targets = task.load(split)[: config.max_test]
+    targets = test_examples(task, split, config)
     rows = []
     for target in track(targets, f"{task.name}/{split}: {mode.name} contexts"):
         context = mode.sample(

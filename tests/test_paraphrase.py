@@ -101,7 +101,7 @@ def test_paraphrase_command_prints_what_was_kept(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "mt-django-en-de: wordnet-synonyms"
-    assert lines[1] == "accepted 36, fell back 0, unchanged 0"  # smoke: 24 pool + 6 id + 6 ood targets
+    assert lines[1] == "accepted 30, fell back 0, unchanged 0"  # smoke: 24 pool + 3 id + 3 ood targets
     assert len(lines) == 2 + 1 + 3 and all(" -> " in line for line in lines[3:])
     bad = run_cli("paraphrase", "--task", "mt-django-en-de", "--paraphraser", "nope", cwd=tmp_path)
     line = error_line(bad)

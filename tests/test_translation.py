@@ -201,3 +201,20 @@ def test_a_hub_task_fails_before_any_work(tmp_path):
     )
     assert "cannot load Helsinki-NLP/europarl (en-lt, train) from the Hugging Face hub" in line
     assert not (tmp_path / "default-store" / "models").exists()  # no model was built first
+
+
+def test_the_test_cap_is_divided_over_the_test_splits():
+    from icl_bench.contexts import ContextConfig, test_examples
+
+    task = plugins.tasks["mt-django-en-lt"]
+    capped = ContextConfig(max_test=60)
+    assert [len(test_examples(task, split, capped)) for split in ("id", "ood")] == [30, 30]
+    assert len(test_examples(task, "id", ContextConfig(max_test=1))) == 1
+    assert len(test_examples(task, "ood", ContextConfig())) == len(task.load("ood"))
+    assert len(test_examples(plugins.tasks["synthetic-alignment"], "test", ContextConfig(max_test=60))) == 60
+
+
+def test_a_missing_catalogue_names_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalogues, "django_root", lambda: tmp_path)
+    with pytest.raises(UsageError, match=r"no catalogue for language 'de' .*pip install --force-reinstall"):
+        catalogues.pairs("de")
