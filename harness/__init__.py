@@ -1,10 +1,22 @@
 """icl-bench: in-context vs in-weights learning under fine-tuning, as a benchmark harness."""
 
 from icl_bench.hookspecs import hookimpl
-from icl_bench.types import Context, Example, Generation, Metric, Paraphraser, Regime, Sampler, Single, Task
+from icl_bench.types import (
+    Context,
+    CorpusMetric,
+    Example,
+    Generation,
+    Metric,
+    Paraphraser,
+    Regime,
+    Sampler,
+    Single,
+    Task,
+)
 
 __all__ = [
     "Context",
+    "CorpusMetric",
     "Example",
     "Generation",
     "Metric",

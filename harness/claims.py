@@ -16,12 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from icl_bench.errors import UsageError
-from icl_bench.score import Record, bin_of
+from icl_bench.score import Corpus, Record, bin_of
 
 VERDICTS = ("holds", "contradicted", "inconclusive", "not run")
 MARGIN = 0.01  # ">=" holds when the CI's lower end > -MARGIN x the metric's scale (SPEC 7, a choice)
@@ -29,8 +29,8 @@ _CHUNK = 4_000_000  # resample weights held at once (bounds memory at ~32 MB)
 
 Relation = Literal[">", "<", ">="]
 Verdict = Literal["holds", "contradicted", "inconclusive", "not run"]
-# (series, group) -> {(example id, record key): score}
-Scores = Mapping[tuple[str, str], Mapping[tuple[str, Hashable], float]]
+# (series, group) -> {(example id, record key): score, or a corpus metric's statistics}
+Scores = Mapping[tuple[str, str], Mapping[tuple[str, Hashable], Any]]
 
 
 @dataclass(frozen=True)
@@ -109,14 +109,20 @@ def verdict(lo: float, hi: float, relation: Relation, margin: float = 0.0) -> Ve
 
 
 def estimate(
-    comparison: Comparison, scores: Scores, resamples: int = 1000, level: float = 0.95, seed: int = 0
+    comparison: Comparison,
+    scores: Scores,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> Estimate | None:
     """The paired contrast and its CI, or None when a (series, group) it needs has no scores at all.
 
     Within a group only the records every series of that group scored are used (the pairing).  The
     examples with such records are resampled with replacement `resamples` times (numpy
     `default_rng(seed)`); a resample's group mean is the ratio of its records' score sum to their
-    count, so examples with more records in a group weigh more, exactly as in the plain mean.
+    count, so examples with more records in a group weigh more, exactly as in the plain mean.  With
+    `corpus`, the scores are statistics vectors and a group's value is `corpus` of their sum.
     """
     if resamples < 1 or not 0 < level < 1:
         raise UsageError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
@@ -130,30 +136,41 @@ def estimate(
     if not examples:
         return Estimate(math.nan, math.nan, math.nan, 0)
     row = {example: i for i, example in enumerate(examples)}
-    sums = np.zeros((len(comparison.terms), len(examples)))
-    counts = np.zeros_like(sums)
+    first = next(scores[(t.series, t.group)][key] for t in comparison.terms for key in shared[t.group])
+    width = 1 if corpus is None else len(first)  # type: ignore[arg-type]
+    sums = np.zeros((len(comparison.terms), len(examples), width))
+    counts = np.zeros((len(comparison.terms), len(examples)))
     for t, term in enumerate(comparison.terms):
         for key in shared[term.group]:
             sums[t, row[key[0]]] += scores[(term.series, term.group)][key]
             counts[t, row[key[0]]] += 1
     coefs = np.array([t.coef for t in comparison.terms])
-    value = float(coefs @ (sums.sum(axis=1) / counts.sum(axis=1)))
+
+    def values(weights: np.ndarray) -> np.ndarray:  # (draws, examples) -> (draws, terms)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if corpus is None:
+                return (weights @ sums[:, :, 0].T) / (weights @ counts.T)
+            found = np.array([[corpus(totals) for totals in weights @ term] for term in sums]).T
+            return np.where(weights @ counts.T > 0, found, np.nan)
+
+    if corpus is None:
+        value = float(coefs @ (sums[:, :, 0].sum(axis=1) / counts.sum(axis=1)))
+    else:
+        value = float(coefs @ [corpus(term.sum(axis=0)) for term in sums])
     n = len(examples)
     rng = np.random.default_rng(seed)
-    block, stats = max(1, _CHUNK // n), []
+    block, drawn = max(1, _CHUNK // n), []
     for start in range(0, resamples, block):
         size = min(block, resamples - start)
         draws = rng.integers(0, n, size=(size, n))
         weights = np.zeros((size, n))
         np.add.at(weights, (np.repeat(np.arange(size), n), draws.ravel()), 1.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means = (weights @ sums.T) / (weights @ counts.T)  # (size, terms)
-        stats.append(means @ coefs)
-    drawn = np.concatenate(stats)
-    drawn = drawn[~np.isnan(drawn)]  # a resample that missed a group entirely says nothing
-    if drawn.size == 0:
+        drawn.append(values(weights) @ coefs)
+    found = np.concatenate(drawn)
+    found = found[~np.isnan(found)]  # a resample that missed a group entirely says nothing
+    if found.size == 0:
         return Estimate(value, math.nan, math.nan, n)
-    lo, hi = np.quantile(drawn, [(1 - level) / 2, (1 + level) / 2])
+    lo, hi = np.quantile(found, [(1 - level) / 2, (1 + level) / 2])
     return Estimate(value, float(lo), float(hi), n)
 
 
@@ -164,8 +181,9 @@ def outcome(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> Outcome:
-    found = estimate(comparison, scores, resamples, level, seed)
+    found = estimate(comparison, scores, resamples, level, seed, corpus)
     if found is None:
         return Outcome(comparison, None, "not run")
     return Outcome(comparison, found, verdict(found.lo, found.hi, comparison.relation, margin))
@@ -189,11 +207,14 @@ def judge(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> list[ClaimVerdict]:
     """Every claim's comparisons on `scores`, and each claim's combined verdict."""
     judged = []
     for claim in claims:
-        outcomes = tuple(outcome(c, scores, margin, resamples, level, seed) for c in claim.comparisons)
+        outcomes = tuple(
+            outcome(c, scores, margin, resamples, level, seed, corpus) for c in claim.comparisons
+        )
         judged.append(ClaimVerdict(claim, outcomes, combine(o.verdict for o in outcomes)))
     return judged
 
@@ -273,17 +294,18 @@ class Verdicts:
 
 
 def record_scores(
-    records: Iterable[Record], edges: tuple[float, float]
+    records: Iterable[Record], edges: tuple[float, float], statistics: bool = False
 ) -> dict[tuple[str, str, str, str], dict]:
-    """(model, split, regime, group) -> {(example id, mode): score}, groups being the similarity bins
-    (Low / Medium / High) and "all"."""
+    """(model, split, regime, group) -> {(example id, mode): score (or the record's statistics)}, groups
+    being the similarity bins (Low / Medium / High) and "all"."""
     grouped: dict[tuple[str, str, str, str], dict] = {}
     for r in records:
         groups = ["all"]
         if r.max_sim is not None and not math.isnan(r.max_sim):
             groups.append(bin_of(r.max_sim, edges))
         for group in groups:
-            grouped.setdefault((r.model, r.split, r.regime, group), {})[(r.id, r.mode)] = r.score
+            value = r.stats if statistics else r.score
+            grouped.setdefault((r.model, r.split, r.regime, group), {})[(r.id, r.mode)] = value
     return grouped
 
 
@@ -295,16 +317,18 @@ def task_verdicts(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> list[Verdicts]:
-    """The paper's claims judged per (model, split) of one task's records (sorted by model, split)."""
-    grouped = record_scores(records, edges)
+    """The paper's claims judged per (model, split) of one task's records (sorted by model, split);
+    with `corpus`, on the corpus scores of the records' statistics."""
+    grouped = record_scores(records, edges, statistics=corpus is not None)
     out = []
     for model, split in sorted({(m, s) for m, s, _, _ in grouped}):
         scores = {
             (regime, group): v for (m, s, regime, group), v in grouped.items() if (m, s) == (model, split)
         }
         ran = {regime for regime, _ in scores}
-        judged = judge(paper_claims(ran), scores, margin, resamples, level, seed)
+        judged = judge(paper_claims(ran), scores, margin, resamples, level, seed, corpus)
         out.append(Verdicts(task, model, split, tuple(judged)))
     return out
 

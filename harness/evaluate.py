@@ -21,7 +21,7 @@ from typing import Any
 from icl_bench import plugins
 from icl_bench.errors import UsageError
 from icl_bench.export import gold_examples, group_records, metric_names, prediction, task_name, write_tasks
-from icl_bench.types import Example, Task
+from icl_bench.types import CorpusMetric, Example, Task
 
 
 @contextlib.contextmanager
@@ -88,7 +88,8 @@ def evaluate(
 ) -> list[dict]:
     """Run `model` on every test-context record of `task` and score it; one record per (id, mode):
     task, model, regime, split, mode, id, prediction, score (the primary metric: `metric`, else the
-    task's), metrics, max_sim."""
+    task's), metrics, max_sim, and stats (the primary metric's sufficient statistics, for a corpus
+    metric)."""
     if not records:
         return []
     groups = group_records(records)
@@ -123,6 +124,8 @@ def evaluate(
     predictions, examples = [p for *_, p in rows], [ex for _, ex, _ in rows]
     names = metric_names(task, metric)
     scores = {name: plugins.metrics[name](predictions, examples) for name in names}
+    primary = plugins.metrics[names[0]]
+    stats = primary.statistics(predictions, examples) if isinstance(primary, CorpusMetric) else None
     out = [
         {
             "task": task.name,
@@ -135,6 +138,7 @@ def evaluate(
             "score": float(scores[names[0]][i]),
             "metrics": {name: float(values[i]) for name, values in scores.items()},
             "max_sim": record.get("max_sim"),
+            **({"stats": stats[i]} if stats else {}),
         }
         for i, (record, _, guess) in enumerate(rows)
     ]

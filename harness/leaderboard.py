@@ -113,7 +113,7 @@ def board(results: Path, resamples: int = 1000, level: float = 0.95, seed: int =
     margins = {task.task: claims.MARGIN * metric_scale(task.metric) for task in tasks}
     verdicts = {
         task.task: claims.task_verdicts(
-            task.task, task.records, task.bins.edges, margins[task.task], resamples, level, seed
+            task.task, task.records, task.bins.edges, margins[task.task], resamples, level, seed, task.corpus
         )
         for task in tasks
     }

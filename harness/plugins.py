@@ -51,6 +51,9 @@ class Registry(Generic[T]):
             raise unknown(self.kind, name, items)
         return items[name]
 
+    def get(self, name: str, default: T | None = None) -> T | None:
+        return self._items().get(name, default)
+
     def __contains__(self, name: str) -> bool:
         return name in self._items()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +43,10 @@ class Record:
     id: str
     score: float
     max_sim: float | None
+    stats: tuple[float, ...] | None = None  # a corpus metric's sufficient statistics
+
+
+Corpus = Callable[[Sequence[float]], float]  # summed statistics -> corpus score (`CorpusMetric.corpus`)
 
 
 @dataclass(frozen=True)
@@ -55,17 +59,19 @@ class Bins:
 
 @dataclass(frozen=True)
 class TaskResults:
-    """Everything the evaluate stage left for one task; `metric` names the primary metric."""
+    """Everything the evaluate stage left for one task; `metric` names the primary metric, `corpus` is
+    its corpus score when the records carry statistics (None: cells are means of `score`)."""
 
     task: str
     metric: str
     bins: Bins
     records: tuple[Record, ...]
+    corpus: Corpus | None = None
 
 
 @dataclass(frozen=True)
 class Cell:
-    """Mean of n scores with its percentile-bootstrap CI [lo, hi]."""
+    """Mean (or corpus score) of n records with its percentile-bootstrap CI [lo, hi]."""
 
     mean: float
     lo: float
@@ -130,36 +136,50 @@ def bin_of(s: float, edges: tuple[float, float]) -> BinName:
 
 
 def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, resamples: int = 1000, level: float = 0.95, seed: int = 0
+    values: Sequence | np.ndarray,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> tuple[float, float, float]:
-    """(mean, lo, hi): the sample mean and the percentile-bootstrap CI of the mean.
+    """(estimate, lo, hi): the sample mean of `values` and the percentile-bootstrap CI of the mean; with
+    `corpus`, `values` are rows of sufficient statistics and the estimate is `corpus` of their sum.
 
     Resamples are drawn with `numpy.random.default_rng(seed)`, so equal inputs give equal outputs.
     n = 0 gives (nan, nan, nan); n = 1 gives (v, v, v).
     """
     if resamples < 1 or not 0 < level < 1:
         raise UsageError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
-    data = np.asarray(values, dtype=float).ravel()
-    n = data.size
+    data = np.asarray(values, dtype=float)
+    data = data.ravel() if corpus is None else data.reshape(len(data), -1)
+    n = len(data)
     if n == 0:
         return math.nan, math.nan, math.nan
-    mean = float(data.mean())
+    point = float(data.mean()) if corpus is None else corpus(data.sum(axis=0))
     if n == 1:
-        return mean, mean, mean
+        return point, point, point
+
+    def statistic(drawn: np.ndarray) -> np.ndarray:  # (resamples, n[, d]) -> (resamples,)
+        if corpus is None:
+            return drawn.mean(axis=1)
+        return np.array([corpus(totals) for totals in drawn.sum(axis=1)])
+
     rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK // n)
-    means = np.concatenate(
+    block = max(1, _CHUNK // data.size)
+    estimates = np.concatenate(
         [
-            data[rng.integers(0, n, size=(min(block, resamples - start), n))].mean(axis=1)
+            statistic(data[rng.integers(0, n, size=(min(block, resamples - start), n))])
             for start in range(0, resamples, block)
         ]
     )
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return mean, float(lo), float(hi)
+    lo, hi = np.quantile(estimates, [(1 - level) / 2, (1 + level) / 2])
+    return point, float(lo), float(hi)
 
 
-def cell(values: Sequence[float], resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Cell:
-    mean, lo, hi = bootstrap_ci(values, resamples, level, seed)
+def cell(
+    values: Sequence, resamples: int = 1000, level: float = 0.95, seed: int = 0, corpus: Corpus | None = None
+) -> Cell:
+    mean, lo, hi = bootstrap_ci(values, resamples, level, seed, corpus)
     return Cell(mean, lo, hi, len(values))
 
 
@@ -169,30 +189,32 @@ def summarise(
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    corpus: Corpus | None = None,
 ) -> tuple[Row, ...]:
     """Summary rows of one task: per (split, model, regime, mode) and per (split, model, regime, bin).
 
     A bin pools the records of every mode whose max_sim falls in it (records without max_sim are left
-    out of the bins).  Scores are resampled in (mode, id) order, so the result does not depend on the
-    order of the records, and every cell uses the same `seed`.  Empty cells have no row.
+    out of the bins).  Records are resampled in (mode, id) order, so the result does not depend on the
+    order of the records, and every cell uses the same `seed`.  Empty cells have no row.  With `corpus`
+    a cell is the corpus score of its records' statistics, else the mean of their scores.
     """
-    groups: dict[tuple[str, str, str, str, str], list[tuple[str, str, float]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, str], list[tuple[str, str, Record]]] = defaultdict(list)
     for r in records:
-        groups[(r.split, r.model, r.regime, "mode", r.mode)].append((r.mode, r.id, r.score))
+        groups[(r.split, r.model, r.regime, "mode", r.mode)].append((r.mode, r.id, r))
         if r.max_sim is not None and not math.isnan(r.max_sim):
-            groups[(r.split, r.model, r.regime, "bin", bin_of(r.max_sim, edges))].append(
-                (r.mode, r.id, r.score)
-            )
+            groups[(r.split, r.model, r.regime, "bin", bin_of(r.max_sim, edges))].append((r.mode, r.id, r))
     rows = []
     for key in sorted(groups):
-        scores = [score for _, _, score in sorted(groups[key])]
+        ordered = [r for *_, r in sorted(groups[key], key=lambda entry: entry[:2])]
+        values = [r.score for r in ordered] if corpus is None else [r.stats for r in ordered]
         split, model, regime, kind, column = key
-        rows.append(Row(split, model, regime, kind, column, cell(scores, resamples, level, seed)))  # type: ignore[arg-type]
+        found = cell(values, resamples, level, seed, corpus)
+        rows.append(Row(split, model, regime, kind, column, found))  # type: ignore[arg-type]
     return tuple(rows)
 
 
 def score_task(task: TaskResults, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> TaskSummary:
-    rows = summarise(task.records, task.bins.edges, resamples, level, seed)
+    rows = summarise(task.records, task.bins.edges, resamples, level, seed, task.corpus)
     return TaskSummary(task.task, task.metric, task.bins, rows)
 
 
@@ -267,7 +289,29 @@ def load_task(folder: Path) -> TaskResults:
     else:
         raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench run`")
     metric = _metric_name(declared, metric_names or set())
-    return TaskResults(folder.name, metric, bins, tuple(records))
+    return TaskResults(folder.name, metric, bins, tuple(records), _corpus(folder, metric, records))
+
+
+def _corpus(folder: Path, metric: str, records: Sequence[Record]) -> Corpus | None:
+    """The corpus score of `metric` when the records carry its statistics (all of them, one length)."""
+    from icl_bench import plugins
+    from icl_bench.types import CorpusMetric
+
+    lengths = {len(r.stats) if r.stats is not None else None for r in records}
+    if lengths == {None}:
+        return None
+    if None in lengths or len(lengths) > 1:
+        raise UsageError(
+            f"{folder}: some records carry {metric} statistics and some do not (or of other lengths); "
+            "rerun `icl-bench run` into a fresh --out for this task"
+        )
+    found = plugins.metrics.get(metric)
+    if not isinstance(found, CorpusMetric):
+        raise UsageError(
+            f"{folder}: records carry statistics of {metric!r}, which is not an installed corpus metric; "
+            "install the plugin that provides it"
+        )
+    return found.corpus
 
 
 def _jsonl_files(folder: Path) -> list[Path]:
@@ -307,9 +351,25 @@ def _record(raw: dict[str, Any], where: str) -> Record:
     max_sim = _number(raw["max_sim"])
     if raw["max_sim"] is not None and (max_sim is None or math.isnan(max_sim)):
         raise UsageError(f"{where}: field 'max_sim' must be a number or null, got {raw['max_sim']!r}")
+    stats = raw.get("stats")
+    if stats is not None and (not isinstance(stats, list) or not stats or not all(_finite(x) for x in stats)):
+        raise UsageError(f"{where}: field 'stats' must be a list of numbers, got {stats!r}; rerun evaluate")
     return Record(
-        raw["task"], raw["model"], raw["regime"], raw["split"], raw["mode"], str(raw["id"]), score, max_sim
+        raw["task"],
+        raw["model"],
+        raw["regime"],
+        raw["split"],
+        raw["mode"],
+        str(raw["id"]),
+        score,
+        max_sim,
+        None if stats is None else tuple(float(x) for x in stats),
     )
+
+
+def _finite(value: Any) -> bool:
+    number = _number(value)
+    return number is not None and math.isfinite(number)
 
 
 def _number(value: Any) -> float | None:

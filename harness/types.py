@@ -182,6 +182,21 @@ class Metric(ABC):
         (the run's artifact store, where metrics that need files, like COMET, keep them)."""
 
 
+class CorpusMetric(Metric):
+    """A metric scored on a corpus, not as a mean of sentences (chrF++, BLEU): each example contributes
+    sufficient statistics (n-gram counts), and a group's score is `corpus` of their sums.  The harness
+    stores an example's statistics beside its sentence score, so every leaderboard cell, similarity bin
+    and bootstrap resample is the corpus score of exactly its examples."""
+
+    @abstractmethod
+    def statistics(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[list[float]]:
+        """One vector of sufficient statistics per example, all of one length."""
+
+    @abstractmethod
+    def corpus(self, totals: Sequence[float]) -> float:
+        """The corpus score of examples whose `statistics` sum to `totals`."""
+
+
 class Paraphraser(ABC):
     """Makes the synthetic near neighbour (x~, y~) of a target (SPEC section 1, `paraphrase`).
 

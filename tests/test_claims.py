@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from icl_bench import claims
+from icl_bench import Example, claims, plugins
 from icl_bench.claims import (
     Comparison,
     Term,
@@ -223,3 +223,36 @@ def test_leaderboard_has_claims_in_markdown_and_json(tmp_path):
     assert c1["verdict"] == "holds" and c1["comparisons"][0]["difference"] == pytest.approx(0.3)
     assert next(c for c in entry["claims"] if c["id"] == "C3")["verdict"] == "not run"
     assert "## Environment" in text and "Not recorded" in text  # these results carry no environment
+
+
+def test_a_corpus_metric_is_compared_on_corpus_scores_of_the_paired_examples():
+    chrf = plugins.metrics["chrf"]
+    rng = random.Random(0)
+    words = [
+        "Speichern",
+        "Löschen",
+        "Benutzer",
+        "Passwort",
+        "Gruppe",
+        "Seite",
+        "Datei",
+        "Feld",
+        "gültig",
+        "erforderlich",
+    ]
+    refs = [" ".join(rng.sample(words, 4)) for _ in range(40)]
+    close = [" ".join(ref.split()[:3]) for ref in refs]  # a drops the last word
+    far = [" ".join(ref.split()[:1]) for ref in refs]  # b keeps only the first
+    examples = [Example(str(i), "x", ref) for i, ref in enumerate(refs)]
+    a, b = chrf.statistics(close, examples), chrf.statistics(far, examples)
+    scores = {
+        ("a", "all"): {(str(i), "random"): tuple(row) for i, row in enumerate(a)},
+        ("b", "all"): {(str(i), "random"): tuple(row) for i, row in enumerate(b)},
+    }
+    comparison = Comparison("a - b", (Term("a", "all"), Term("b", "all", -1.0)), ">")
+    found = estimate(comparison, scores, corpus=chrf.corpus)
+    expected = chrf.corpus(np.sum(a, axis=0)) - chrf.corpus(np.sum(b, axis=0))
+    assert found.value == pytest.approx(expected) and found.examples == 40
+    assert 0 < found.lo < found.value < found.hi
+    assert outcome(comparison, scores, corpus=chrf.corpus).verdict == "holds"
+    assert estimate(comparison, scores, corpus=chrf.corpus) == found  # deterministic

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
 from icl_bench.score import Cell, Record, bin_edges, bin_of, bootstrap_ci, load_results, summarise
 
@@ -174,4 +175,80 @@ def test_missing_or_empty_results(tmp_path):
 def test_bad_bins_json(tmp_path):
     write_task(tmp_path, [line()], {"task": "toy", "method": "tertiles", "edges": [0.8, 0.2]})
     with pytest.raises(UsageError, match=r"bins\.json: edges .* increasing"):
+        load_results(tmp_path)
+
+
+HYPOTHESES = ["Das ist ein Test.", "Hallo Welt", "Geben Sie eine E-Mail-Adresse ein.", "", "Speichern"]
+REFERENCES = [
+    "Dies ist ein Test.",
+    "Hallo, Welt!",
+    "Geben Sie eine gültige E-Mail-Adresse ein.",
+    "Ja",
+    "Sichern",
+]
+
+
+@pytest.mark.parametrize("name", ["chrf", "bleu"])
+def test_corpus_metrics_from_summed_statistics_equal_sacrebleu_corpus_scores(name):
+    from sacrebleu.metrics import BLEU, CHRF
+
+    metric = plugins.metrics[name]
+    examples = [Example(str(i), "source", ref) for i, ref in enumerate(REFERENCES)]
+    stats = np.array(metric.statistics(HYPOTHESES, examples))
+    reference = CHRF(word_order=2) if name == "chrf" else BLEU()
+    assert metric.corpus(stats.sum(axis=0)) == pytest.approx(
+        reference.corpus_score(HYPOTHESES, [REFERENCES]).score
+    )
+    sentence = metric(HYPOTHESES, examples)
+    assert metric.corpus(stats.sum(axis=0)) != pytest.approx(np.mean(sentence))  # not the sentence mean
+
+
+def test_a_cell_of_a_corpus_metric_is_the_corpus_score_of_its_records_with_a_bootstrap_ci():
+    metric = plugins.metrics["chrf"]
+    examples = [Example(str(i), "source", ref) for i, ref in enumerate(REFERENCES)]
+    stats = metric.statistics(HYPOTHESES * 4, examples * 4)
+    sentence = metric(HYPOTHESES * 4, examples * 4)
+    records = [
+        Record("toy", "m", "base", "test", "random", f"t{i:02d}", s, 0.1 if i % 2 else 0.9, tuple(row))
+        for i, (s, row) in enumerate(zip(sentence, stats, strict=True))
+    ]
+    rows = summarise(records, (0.3, 0.6), corpus=metric.corpus)
+    table = {(r.kind, r.column): r.cell for r in rows}
+    whole = table[("mode", "random")]
+    assert whole.mean == pytest.approx(metric.corpus(np.sum(stats, axis=0)))
+    assert whole.lo < whole.mean < whole.hi and whole.n == 20
+    low = [row for i, row in enumerate(stats) if i % 2]
+    assert table[("bin", "Low")].mean == pytest.approx(metric.corpus(np.sum(low, axis=0)))
+    assert summarise(records, (0.3, 0.6)) != rows  # without corpus: the sentence mean
+    assert summarise(list(reversed(records)), (0.3, 0.6), corpus=metric.corpus) == rows
+
+
+def test_results_with_statistics_are_scored_by_their_corpus_metric(tmp_path):
+    bins = {"task": "toy", "metric": "chrf", "method": "fixed", "edges": [0.2, 0.8]}
+    stats = [[1.0] * 24, [2.0] * 24]
+    write_task(tmp_path, [line(id=str(i), score=50.0, stats=row) for i, row in enumerate(stats)], bins)
+    (task,) = load_results(tmp_path)
+    assert task.corpus == plugins.metrics["chrf"].corpus and task.records[1].stats == tuple(stats[1])
+
+
+@pytest.mark.parametrize(
+    ("stats", "message"),
+    [
+        ([[1.0] * 24, None], "some records carry chrf statistics and some do not"),
+        ([[1.0] * 24, [1.0] * 10], "some records carry chrf statistics and some do not"),
+        ([[1.0], [1.0]], None),
+        (["x", None], "field 'stats' must be a list of numbers"),
+    ],
+)
+def test_bad_statistics_are_one_line(tmp_path, stats, message):
+    bins = {
+        "task": "toy",
+        "metric": "exact-match" if message is None else "chrf",
+        "method": "fixed",
+        "edges": [0.2, 0.8],
+    }
+    rows = [line(id=str(i), **({} if row is None else {"stats": row})) for i, row in enumerate(stats)]
+    write_task(tmp_path, rows, bins)
+    message = message or "records carry statistics of 'exact-match', which is not an installed corpus metric"
+    with pytest.raises(UsageError, match=message):
         load_results(tmp_path)

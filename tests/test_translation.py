@@ -3,11 +3,13 @@ for real through `datasets` on local copies in the hub's layout (made-up sentenc
 
 import json
 
+import numpy as np
 import pytest
 from helpers import error_line, run_cli
 
 from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
+from icl_bench.store import STORE_ENV, default_root
 from icl_bench.tasks import catalogues
 from icl_bench.tasks.translation import DATASETS_ENV, HubTranslation, Translation
 
@@ -218,3 +220,34 @@ def test_a_missing_catalogue_names_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(catalogues, "django_root", lambda: tmp_path)
     with pytest.raises(UsageError, match=r"no catalogue for language 'de' .*pip install --force-reinstall"):
         catalogues.pairs("de")
+
+
+def test_every_django_task_runs_end_to_end_and_its_cells_are_corpus_chrf(tmp_path):
+    """The four offline tasks through `icl-bench run` (tiny, smoke): each leaderboard reports chrF++, and
+    every cell is the corpus chrF++ of its records' statistics, not the mean of their sentence scores."""
+    tasks = [f"mt-django-en-{language}" for language in ("de", "hi", "ta", "lt")]
+    done = run_cli(
+        "run", "--tasks", ",".join(tasks), "--models", "tiny", "--regimes", "zero,contrastive",
+        "--size", "smoke", "--store", str(tmp_path / "store"), "--out", str(tmp_path / "suite"),
+        cwd=tmp_path, env={STORE_ENV: str(default_root())},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    board = json.loads((tmp_path / "suite" / "leaderboard.json").read_text())
+    chrf = plugins.metrics["chrf"]
+    assert sorted(board["tasks"]) == sorted(tasks)
+    for name, task in board["tasks"].items():
+        assert task["metric"] == "chrf"
+        records = [
+            json.loads(line)
+            for path in (tmp_path / "suite" / "results" / name).rglob("zero.jsonl")
+            for line in path.read_text().splitlines()
+        ]
+        split = records[0]["split"]
+        mode = [r for r in records if (r["split"], r["mode"]) == (split, "random")]
+        assert all(len(r["stats"]) == 24 for r in records)
+        cell = next(
+            c for c in task["rows"] if (c["split"], c["regime"], c["column"]) == (split, "zero", "random")
+        )
+        assert cell["mean"] == pytest.approx(
+            chrf.corpus(np.sum([r["stats"] for r in mode], axis=0)), abs=1e-5
+        )
