@@ -175,6 +175,7 @@ def plan_of(args: argparse.Namespace):
         paraphraser=args.paraphraser,
         paraphrase_model=args.paraphrase_model,
         metric=args.metric,
+        precision=args.precision,
     )
     store = Store(args.store).check_writable()
     if getattr(args, "out", None):
@@ -300,6 +301,11 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
     parser.add_argument("--store", help="artifact store folder")
     parser.add_argument("--metric", help="primary metric instead of each task's (e.g. comet)")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="fp32, bf16, or auto (default): bf16 where the GPU or CPU computes it natively",
+    )
     paraphrase_arguments(parser)
     parser.add_argument(
         "--launcher",

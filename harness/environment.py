@@ -1,4 +1,5 @@
-"""The environment a result was made in: versions of the stack, the device, torch's thread count.
+"""The environment a result was made in: versions of the stack, the device, torch's thread count and
+the precision the model computed in.
 
 Train and evaluate artifacts record it, `run` copies it beside each result, and the leaderboard shows
 it, so a table says what produced it (floating-point results move with any of these).
@@ -24,8 +25,9 @@ def device() -> str:
     return f"cuda: {torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
 
 
-def capture() -> dict[str, Any]:
-    """python, the stack's package versions, device and torch threads, as plain JSON values."""
+def capture(precision: str | None = None) -> dict[str, Any]:
+    """python, the stack's package versions, device, torch threads and (given) the precision, as plain
+    JSON values."""
     import torch
 
     versions = {}
@@ -39,6 +41,7 @@ def capture() -> dict[str, Any]:
         "packages": versions,
         "device": device(),
         "torch_threads": torch.get_num_threads(),
+        **({"precision": precision} if precision else {}),
     }
 
 
@@ -50,6 +53,8 @@ def describe(environment: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("device", str(environment.get("device"))),
         ("torch threads", str(environment.get("torch_threads"))),
     ]
+    if "precision" in environment:
+        rows.append(("precision", str(environment["precision"])))
     return rows
 
 

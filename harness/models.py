@@ -119,11 +119,30 @@ def _hub_has(spec: ModelSpec) -> bool:
         return False
 
 
-def bf16_capable() -> bool:
-    """True on a GPU that computes in bfloat16."""
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def native_bf16() -> bool:
+    """True where bfloat16 matrix products run natively: a CUDA GPU that supports them, or a CPU with
+    AVX512-BF16 or AMX (about 2x float32's speed there; elsewhere bfloat16 is emulated and slower)."""
     import torch
 
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(requested: str = "auto") -> str:
+    """`fp32` or `bf16`: `requested`, or for `auto` bf16 where it is native (`native_bf16`), else fp32."""
+    if requested not in PRECISIONS:
+        raise UsageError(f"unknown precision {requested!r}; known precisions: {', '.join(PRECISIONS)}")
+    if requested == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return requested
 
 
 def load_tokenizer(reference: str):
@@ -136,13 +155,13 @@ def load_tokenizer(reference: str):
     return tokenizer
 
 
-def load(reference: str, dtype: str = "auto"):
-    """(model, tokenizer) from a `materialize` reference; float32 on CPU, bfloat16 on a capable GPU."""
+def load(reference: str, precision: str = "auto"):
+    """(model, tokenizer) from a `materialize` reference, weights in the `precision` (auto: bfloat16
+    where it is native, else float32), on the GPU when there is one."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    if dtype == "auto":
-        dtype = "bfloat16" if bf16_capable() else "float32"
+    dtype = "bfloat16" if resolve_precision(precision) == "bf16" else "float32"
     tokenizer = load_tokenizer(reference)
     model = AutoModelForCausalLM.from_pretrained(reference, dtype=getattr(torch, dtype))
     if torch.cuda.is_available():

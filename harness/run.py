@@ -65,6 +65,7 @@ class Plan:
     paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
     paraphrase_model: str = paraphrase.DEFAULT_MODEL
     metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
+    precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ class Sweep:
         )
         if plan.paraphraser:
             plugins.paraphrasers[plan.paraphraser]  # an unknown name fails now, listing the known ones
-        self.train_config = replace(size.train, seed=plan.seed)
+        self.precision = models.resolve_precision(plan.precision)
+        self.train_config = replace(size.train, seed=plan.seed, precision=self.precision)
         if plan.learning_rate is not None:
             self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
         self.specs = [models.resolve(name) for name in plan.models]
@@ -211,11 +213,15 @@ class Sweep:
             "version": EVAL_VERSION,
             "trained": trained.name if trained else None,
             "batch_size": self.plan.batch_size,
+            "precision": self.precision,
             **({"metric": self.plan.metric} if self.plan.metric else {}),
         }
         if not self.store.has("evaluate", inputs):
             console.print(f"[bold]evaluate[/] {setting.label}")
-            loaded = load_trained(setting.reference, trained) if trained else models.load(setting.reference)
+            reference, precision = setting.reference, self.precision
+            loaded = (
+                load_trained(reference, trained, precision) if trained else models.load(reference, precision)
+            )
             regime = setting.regime.name if setting.regime else "base"
             samples = evaluate(
                 *loaded,
@@ -228,7 +234,7 @@ class Sweep:
             )
             with self.store.writing("evaluate", inputs) as folder:
                 write_jsonl(folder / "samples.jsonl", samples)
-                write_json(folder / environment.FILE, environment.capture())
+                write_json(folder / environment.FILE, environment.capture(self.precision))
         folder = self.store.folder("evaluate", inputs)
         environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
         environments["evaluate"] = _recorded(folder / environment.FILE)

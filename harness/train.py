@@ -29,7 +29,7 @@ from typing import Any
 
 from icl_bench import environment
 from icl_bench.errors import UsageError
-from icl_bench.models import ModelSpec, bf16_capable, load, load_tokenizer, resolve
+from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve, resolve_precision
 from icl_bench.store import read_jsonl, write_json, write_jsonl
 
 ADAPT = ("attention", "attention+mlp", "full")
@@ -65,6 +65,7 @@ class TrainConfig:
     save_steps: int = 50
     zero_stage: int = 2
     offload: bool = False
+    precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
 
     def __post_init__(self) -> None:
         checks = {
@@ -84,11 +85,13 @@ class TrainConfig:
             "save_steps": _is_int(self.save_steps) and self.save_steps >= 1,
             "zero_stage": _is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
             "offload": isinstance(self.offload, bool),
+            "precision": self.precision in PRECISIONS,
         }
         wanted = {
             "adapt": f"one of {', '.join(ADAPT)}",
             "lora_dropout": "in [0, 1)",
             "max_steps": "-1 (use epochs) or a positive integer",
+            "precision": f"one of {', '.join(PRECISIONS)}",
             "warmup_ratio": "in [0, 1)",
             "zero_stage": "0, 1, 2 or 3",
             "offload": "true or false",
@@ -108,7 +111,7 @@ class TrainConfig:
     def key(self) -> dict[str, Any]:
         """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
         offload, which only change how the run is carried out)."""
-        fields = asdict(self)
+        fields = asdict(self) | {"precision": resolve_precision(self.precision)}
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
         if not self.lora:
@@ -285,7 +288,7 @@ def train(
     if not records:
         raise UsageError("train: no training records; build the regime's training set first")
     output, checkpoints = Path(output), Path(checkpoints)
-    bf16 = bf16_capable()
+    bf16 = resolve_precision(config.precision) == "bf16"
     with _environment(deepspeed):
         # Arguments first: with ZeRO-3 they make from_pretrained partition the weights as it loads them.
         args = TrainingArguments(
@@ -359,7 +362,7 @@ def train(
                 output / LOG,
                 {
                     "model": spec.name,
-                    "environment": environment.capture(),
+                    "environment": environment.capture(resolve_precision(config.precision)),
                     "config": asdict(config),
                     "deepspeed": zero_config(config) if deepspeed else None,
                     "world_size": args.world_size,
@@ -418,18 +421,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def load_trained(reference: str, output: Path):
+def load_trained(reference: str, output: Path, precision: str = "auto"):
     """(model, tokenizer) of a `train` result: the base with the adapter merged in, or the full model."""
     output = Path(output)
     if (output / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        model, tokenizer = load(reference)
+        model, tokenizer = load(reference, precision)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*is deprecated")
             model = PeftModel.from_pretrained(model, str(output)).merge_and_unload()
         return model.eval(), tokenizer
-    model, tokenizer = load(str(output))
+    model, tokenizer = load(str(output), precision)
     return model.eval(), tokenizer
 
 

@@ -4,11 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
 from icl_bench import cli, plugins
 from icl_bench.errors import UsageError
+from icl_bench.models import resolve_precision
 from icl_bench.run import Plan, run
 from icl_bench.store import Store
 
@@ -97,6 +99,22 @@ def test_unreachable_model_fails_before_training(tmp_path):
     assert line.startswith("icl-bench: error: model 'llama8b' (meta-llama/Llama-3.1-8B) cannot be loaded: ")
     assert "the hub is unreachable" in line and "huggingface-cli login" in line
     assert not (tmp_path / "store" / "train").exists()
+
+
+def test_precision_is_resolved_recorded_and_part_of_the_keys(smoke):
+    plan, store, out = smoke
+    recorded = json.loads((out / "results" / "synthetic-alignment" / "tiny" / "environment.json").read_text())
+    assert {stage["precision"] for stage in recorded["zero"].values()} == {resolve_precision()}
+    assert "| precision |" in (out / "leaderboard.md").read_text()
+    other = "fp32" if resolve_precision() == "bf16" else "bf16"
+    before = set(artifacts(store))
+    assert run(replace(plan, precision=other, regimes=plan.regimes[:1]), store) == []
+    added = {p.relative_to(store.root).parts[:2] for p in set(artifacts(store)) - before}
+    assert {stage for stage, _ in added} == {"train", "evaluate"}  # same contexts, new models
+    assert len({key for stage, key in added if stage == "evaluate"}) == 2  # the base and zero
+    with pytest.raises(UsageError, match="unknown precision 'fp16'; known precisions: auto, fp32, bf16"):
+        run(replace(plan, precision="fp16"), store)
+    assert run(plan, store) == []  # put the shared suite back as the other tests expect it
 
 
 def test_run_rejects_unknown_size_and_model():
