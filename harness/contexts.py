@@ -87,6 +87,12 @@ def paraphraser_for(
     return paraphrase.prepare(task, inputs, config.paraphrase_model, store, report)
 
 
+def paraphrasers_of(task: Task, config: ContextConfig) -> list[Paraphraser]:
+    """The paraphrasers a task's contexts depend on: the task's own, and the one `config` names."""
+    names = dict.fromkeys(name for name in (task.paraphraser, config.paraphraser) if name)
+    return [plugins.paraphrasers[name] for name in names]
+
+
 def paraphrase_targets(task: Task, config: ContextConfig) -> list[Example]:
     """Every example a context may need the paraphrase of (pool and capped test sets), inputs unique."""
     pool = task.load(task.pool_split)[: config.max_pool]
@@ -231,6 +237,8 @@ def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig,
     check_paraphrasers(task, regimes)
     keep_embeddings(store.root / "embeddings" / MINILM)
     base = {"task": task.name, "data": data_fingerprint(task), "config": config.key()}
+    if task.paraphraser:  # its version: changed paraphrases rebuild the contexts
+        base["paraphrasers"] = [f"{p.name}@{p.version}" for p in paraphrasers_of(task, config)]
     pool: Pool | None = None
 
     def built(stage: str, inputs: dict, write) -> Path:

@@ -201,10 +201,12 @@ class Paraphraser(ABC):
     """Makes the synthetic near neighbour (x~, y~) of a target (SPEC section 1, `paraphrase`).
 
     The harness sets the result's id to `<target id>~para` and `meta["paraphrase_of"]` to the target id.
+    Bump `version` when the paraphrases change: contexts built with the old ones are then rebuilt.
     """
 
     name: str
     description: str
+    version: int = 1
 
     @abstractmethod
     def __call__(self, target: Example, rng: random.Random) -> Example: ...

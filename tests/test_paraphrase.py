@@ -106,3 +106,17 @@ def test_paraphrase_command_prints_what_was_kept(tmp_path):
     bad = run_cli("paraphrase", "--task", "mt-django-en-de", "--paraphraser", "nope", cwd=tmp_path)
     line = error_line(bad)
     assert "unknown paraphraser 'nope'; known paraphrasers: llm, " in line
+
+
+def test_a_new_paraphraser_version_rebuilds_the_contexts(registered_words, words_paraphraser, tmp_path):
+    store, config = Store(tmp_path / "store"), ContextConfig(k=4, max_pool=40, max_test=5)
+    first = build_contexts(registered_words, [], config, store)
+    assert build_contexts(registered_words, [], config, store) == first
+    words_paraphraser.version = 2
+    try:
+        again = build_contexts(registered_words, [], config, store)
+    finally:
+        del words_paraphraser.version  # back to the class's 1
+    assert again.test != first.test
+    key = json.loads((again.test / "inputs.json").read_text())
+    assert key["paraphrasers"] == [f"{words_paraphraser.name}@2"]
