@@ -277,6 +277,21 @@ def cmd_export(args: argparse.Namespace) -> None:
         print(name)
 
 
+def cmd_theory(args: argparse.Namespace) -> None:
+    from icl_bench.progress import console, out
+    from icl_bench.store import writable
+    from icl_bench.theory import TheoryConfig, rich_tables, run_theory, write_theory
+
+    config = TheoryConfig(d=args.d, k=args.k, seed=args.seed, steps=args.steps)
+    folder = writable(Path(args.out), "--out")
+    result = run_theory(config, log=lambda line: console.print(f"[bold]theory[/] {line}"))
+    for table in rich_tables(result):
+        out.print(table, soft_wrap=False)
+    for path in write_theory(result, folder):
+        print(path)
+    console.print(f"theory: {result.seconds:.1f} s")
+
+
 def paraphrase_arguments(parser: argparse.ArgumentParser, model_flag: str = "--paraphrase-model") -> None:
     from icl_bench.paraphrase import DEFAULT_MODEL
 
@@ -389,6 +404,14 @@ def build_parser() -> Parser:
     export.add_argument("--max-test", type=positive)
     export.add_argument("--store", help="artifact store folder")
     export.set_defaults(func=cmd_export)
+
+    theory = sub.add_parser("theory", help="train the paper's minimal model per regime; tabulate test MSE")
+    theory.add_argument("--d", type=int, default=16, help="input dimension (>= 2)")
+    theory.add_argument("--k", type=int, default=4, help="context examples per instance (>= 2)")
+    theory.add_argument("--seed", type=int, default=0)
+    theory.add_argument("--steps", type=int, default=1500, help="Adam steps per model")
+    theory.add_argument("--out", default="leaderboards/theory", help="folder for theory.json/.md/.png")
+    theory.set_defaults(func=cmd_theory)
     return parser
 
 

@@ -1,0 +1,792 @@
+"""The minimal model of seed 1 section 3 and appendix A (SPEC 5): when does a two-layer transformer
+trained with in-context examples learn ICL, IWL, blind copying, or a switch between them?
+
+Inputs x lie on the unit sphere in R^d and y = f(x) for a fixed random 2-layer MLP f (Lipschitz).  At
+the query x* the model mixes three kinds of values by one softmax:
+
+    context token i   logit beta * <x*, x_i> + b       value y_i
+    end of context    logit gamma * <x*, xbar> + b     value ybar        (means over the context)
+    the query itself  logit 0                          value fhat(x*)    (in-weights MLP, small budget)
+
+and y_hat is the weighted sum; beta, gamma, b and fhat are learned on squared loss.  One model is
+trained per context regime and tested under Random, Similar and One-Near contexts:
+
+    result = run_theory(TheoryConfig())
+    write_theory(result, Path("leaderboards/theory"))   # theory.json, theory.md, theory.png
+
+Plain torch and numpy, CPU, float64; every random draw comes from a generator seeded by the config, so
+equal configs give equal bytes.  No other stage imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from icl_bench.errors import UsageError
+
+TRAIN_REGIMES = ("random", "similar", "one-near", "random+similar", "contrastive")
+TEST_REGIMES = ("random", "similar", "one-near")
+REFERENCES = ("fhat alone", "copy nearest", "context mean")
+LABELS = {"random": "Random", "similar": "Similar", "one-near": "One-Near"}
+
+# Claim criteria (fixed before any result was looked at).  MSEs are compared with the best of the five
+# trained models in the same test column.
+BAD = 2.0  # "bad" / "fails": MSE >= BAD x the column's best
+NEAR_OPTIMAL = 1.25  # "near-optimal": MSE <= NEAR_OPTIMAL x the column's best
+FALLBACK = 0.9  # "falls back to fhat": mean attention on the query token >= FALLBACK
+COPY = 0.5  # "copies / uses the closest example": mean attention on the most similar context token >= COPY
+Z95 = 1.959964  # normal 95% interval: mean +- Z95 x standard error over test queries
+
+
+@dataclass(frozen=True)
+class TheoryConfig:
+    """Every choice of the reconstruction (SPEC 5 leaves them open), with its default."""
+
+    d: int = 16  # input dimension; x lies on the unit sphere in R^d
+    k: int = 4  # context examples per instance
+    delta: float = 0.3  # Random: every context similarity <x*, x_i> <= delta
+    eps: float = 0.01  # Similar / the near example of One-Near: similarity >= 1 - eps
+    p_random: float = 0.5  # Random+Similar and Contrastive: probability of a Random context
+    f_hidden: int = 64  # hidden tanh units of the target f
+    f_scale: float = 10.0  # f's first-layer weights are N(0, f_scale^2 / d): larger is rougher
+    fhat_hidden: int = 4  # hidden tanh units of the in-weights estimator fhat (the limited budget)
+    steps: int = 1500  # Adam steps per model
+    batch: int = 256  # fresh queries (with contexts) per step
+    lr: float = 0.05  # Adam learning rate, constant
+    n_test: int = 4000  # test queries, shared by every model and test regime
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "d": _is_int(self.d) and self.d >= 2,
+            "k": _is_int(self.k) and self.k >= 2,
+            "eps": _is_number(self.eps) and 0 < self.eps < 1,
+            "delta": _is_number(self.delta) and 0 <= self.delta < 1 - self.eps,
+            "p_random": _is_number(self.p_random) and 0 < self.p_random < 1,
+            "f_hidden": _is_int(self.f_hidden) and self.f_hidden >= 1,
+            "f_scale": _is_number(self.f_scale) and 0 < self.f_scale < math.inf,
+            "fhat_hidden": _is_int(self.fhat_hidden) and self.fhat_hidden >= 1,
+            "steps": _is_int(self.steps) and self.steps >= 1,
+            "batch": _is_int(self.batch) and self.batch >= 1,
+            "lr": _is_number(self.lr) and 0 < self.lr < math.inf,
+            "n_test": _is_int(self.n_test) and self.n_test >= 2,
+            "seed": _is_int(self.seed) and self.seed >= 0,
+        }
+        wanted = {
+            "d": "an integer >= 2 (pass --d 2 or more)",
+            "k": "an integer >= 2 (pass --k 2 or more)",
+            "eps": "in (0, 1)",
+            "delta": "in [0, 1 - eps), so Random and Similar contexts cannot overlap",
+            "p_random": "in (0, 1)",
+            "n_test": "an integer >= 2",
+            "seed": "a non-negative integer",
+        }
+        for name, ok in checks.items():
+            if not ok:
+                hint = wanted.get(
+                    name, "a positive number" if name in ("f_scale", "lr") else "a positive integer"
+                )
+                raise UsageError(f"theory config: {name} must be {hint}, got {getattr(self, name)!r}")
+        if (1 - self.eps / 2) ** ((self.d - 3) / 2) < 1e-3:  # `near`'s worst acceptance rate
+            raise UsageError(
+                f"theory config: a cap of eps={self.eps} in d={self.d} is too thin to sample exactly in "
+                "reasonable time; lower d or eps"
+            )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+# --- the task: a fixed random MLP on the sphere ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """y = (a . tanh(W x + c) - shift) / scale: a fixed random 2-layer MLP, standardised so y has mean 0
+    and variance 1 over the sphere (on a fixed sample); `lipschitz` bounds its Lipschitz constant."""
+
+    w: np.ndarray
+    c: np.ndarray
+    a: np.ndarray
+    shift: float
+    scale: float
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (np.tanh(x @ self.w.T + self.c) @ self.a - self.shift) / self.scale
+
+    @property
+    def lipschitz(self) -> float:
+        return float(np.linalg.norm(self.a) * np.linalg.norm(self.w, 2) / self.scale)
+
+
+def make_target(config: TheoryConfig) -> Target:
+    rng = stream(config, "target")
+    w = rng.normal(0.0, config.f_scale / math.sqrt(config.d), (config.f_hidden, config.d))
+    c = rng.normal(0.0, 0.5, config.f_hidden)
+    a = rng.normal(0.0, 1.0, config.f_hidden)
+    raw = Target(w, c, a, 0.0, 1.0)(sphere(rng, 100_000, config.d))
+    return Target(w, c, a, float(raw.mean()), float(raw.std()))
+
+
+def stream(config: TheoryConfig, name: str) -> np.random.Generator:
+    """An independent generator per purpose (target, test set, each regime's training data)."""
+    purposes = ("target", "test", "init", *TRAIN_REGIMES, "fhat alone")
+    return np.random.default_rng([config.seed, purposes.index(name)])
+
+
+# --- contexts on the sphere, with exact similarity constraints ---------------------------------------
+
+
+def sphere(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    """n points uniform on the unit sphere in R^d."""
+    x = rng.standard_normal((n, d))
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def far(rng: np.random.Generator, x: np.ndarray, m: int, delta: float) -> np.ndarray:
+    """(n, m, d): for each query x[j], m points uniform on the sphere restricted to <x[j], .> <= delta
+    (rejection: redraw every point that breaks the bound until none does)."""
+    n, d = x.shape
+    points = sphere(rng, n * m, d).reshape(n, m, d)
+    bad = np.einsum("nd,nmd->nm", x, points) > delta
+    while bad.any():
+        points[bad] = sphere(rng, int(bad.sum()), d)
+        bad = np.einsum("nd,nmd->nm", x, points) > delta
+    return points
+
+
+def near(rng: np.random.Generator, x: np.ndarray, m: int, eps: float) -> np.ndarray:
+    """(n, m, d): for each query x[j], m points uniform on the cap <x[j], .> >= 1 - eps.
+
+    A point is t x + sqrt(1 - t^2) u with u uniform on the sphere orthogonal to x, so its similarity is
+    exactly t.  Under the uniform distribution (1 + t) / 2 ~ Beta(a, a) with a = (d - 1) / 2; on the cap
+    v = (1 - t) / 2 <= eps / 2 is drawn from the density of v^(a-1) (1 - v)^(a-1) by rejection from v^(a-1).
+    """
+    n, d = x.shape
+    a = (d - 1) / 2
+    top = max(1.0, (1 - eps / 2) ** (a - 1))  # the largest (1 - v)^(a-1) on [0, eps/2]
+    v = np.empty(n * m)
+    todo = np.arange(n * m)
+    while todo.size:
+        draw = eps / 2 * rng.random(todo.size) ** (1 / a)
+        keep = rng.random(todo.size) * top <= (1 - draw) ** (a - 1)
+        v[todo[keep]] = draw[keep]
+        todo = todo[~keep]
+    t = (1 - 2 * v).reshape(n, m, 1)
+    u = rng.standard_normal((n, m, d))
+    u -= np.einsum("nmd,nd->nm", u, x)[..., None] * x[:, None, :]
+    u /= np.linalg.norm(u, axis=-1, keepdims=True)
+    return t * x[:, None, :] + np.sqrt(1 - t**2) * u
+
+
+def contexts(rng: np.random.Generator, x: np.ndarray, regime: str, config: TheoryConfig) -> np.ndarray:
+    """(n, k, d) context inputs for queries x under a regime (train or test)."""
+    n, k = len(x), config.k
+    if regime == "random":
+        return far(rng, x, k, config.delta)
+    if regime == "similar":
+        return near(rng, x, k, config.eps)
+    if regime == "one-near":
+        points = far(rng, x, k, config.delta)
+        slot = rng.integers(0, k, n)
+        points[np.arange(n), slot] = near(rng, x, 1, config.eps)[:, 0]
+        return points
+    if regime in ("random+similar", "contrastive"):
+        other = "similar" if regime == "random+similar" else "one-near"
+        pick = rng.random(n) < config.p_random
+        points = np.empty((n, k, x.shape[1]))
+        points[pick] = contexts(rng, x[pick], "random", config)
+        points[~pick] = contexts(rng, x[~pick], other, config)
+        return points
+    raise UsageError(f"unknown theory regime {regime!r}; known regimes: {', '.join(TRAIN_REGIMES)}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Queries x (n, d), context inputs xs (n, k, d), their labels ys (n, k), and targets y (n,)."""
+
+    x: torch.Tensor
+    xs: torch.Tensor
+    ys: torch.Tensor
+    y: torch.Tensor
+
+
+def draw(rng: np.random.Generator, regime: str, n: int, config: TheoryConfig, target: Target) -> Batch:
+    """n fresh queries with contexts of `regime`, labelled by the target."""
+    x = sphere(rng, n, config.d)
+    xs = contexts(rng, x, regime, config)
+    return Batch(*(torch.from_numpy(a) for a in (x, xs, target(xs), target(x))))
+
+
+# --- the model ---------------------------------------------------------------------------------------
+
+
+class MinimalModel(torch.nn.Module):
+    """The second layer at the query position (appendix A.4): one softmax over k context tokens, the
+    end-of-context token and the query, with the learnable scalars beta, gamma, b and the MLP fhat."""
+
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.beta = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.gamma = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.b = torch.nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.fhat = torch.nn.Sequential(
+            torch.nn.Linear(d, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1)
+        ).double()
+
+    def attention(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Attention weights and values, (n, k + 2) each: context tokens, end of context, query."""
+        sims = torch.einsum("nd,nkd->nk", batch.x, batch.xs)
+        eoc = (batch.x * batch.xs.mean(1)).sum(-1, keepdim=True)
+        logits = torch.cat(
+            [self.beta * sims + self.b, self.gamma * eoc + self.b, torch.zeros_like(eoc)], dim=-1
+        )
+        values = torch.cat([batch.ys, batch.ys.mean(1, keepdim=True), self.fhat(batch.x)], dim=-1)
+        return torch.softmax(logits, dim=-1), values
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        weights, values = self.attention(batch)
+        return (weights * values).sum(-1)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is fastest and keeps float sums in one order on any machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def fit(
+    module: torch.nn.Module,
+    loss_of: Callable[[Batch], torch.Tensor],
+    rng: np.random.Generator,
+    regime: str,
+    config: TheoryConfig,
+    target: Target,
+) -> None:
+    """Adam on fresh batches of `regime` (population loss, as the analysis assumes)."""
+    optimiser = torch.optim.Adam(module.parameters(), lr=config.lr)
+    for _ in range(config.steps):
+        loss = loss_of(draw(rng, regime, config.batch, config, target))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+
+def initial(config: TheoryConfig, regime: str) -> MinimalModel:
+    """A fresh model: beta = gamma = b = 0, fhat initialised from a seed of its own."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(stream(config, "init").integers(2**31)) + TRAIN_REGIMES.index(regime))
+        return MinimalModel(config.d, config.fhat_hidden)
+
+
+def train(config: TheoryConfig, regime: str, target: Target) -> MinimalModel:
+    """One minimal model trained on contexts of `regime` with squared loss."""
+    model = initial(config, regime)
+
+    def loss(batch: Batch) -> torch.Tensor:
+        return ((model(batch) - batch.y) ** 2).mean()
+
+    with one_thread():
+        fit(model, loss, stream(config, regime), regime, config, target)
+    return model
+
+
+def train_fhat_alone(config: TheoryConfig, target: Target) -> torch.nn.Module:
+    """The reference in-weights estimator: fhat's architecture and budget trained on (x, y) alone."""
+    fhat = initial(config, "random").fhat
+
+    def loss(batch: Batch) -> torch.Tensor:
+        return ((fhat(batch.x)[:, 0] - batch.y) ** 2).mean()
+
+    with one_thread():
+        fit(fhat, loss, stream(config, "fhat alone"), "random", config, target)
+    return fhat
+
+
+# --- evaluation --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Test MSE (mean and half its 95% interval over test queries) and mean attention masses: on the
+    query token (IWL), the end-of-context token, all context tokens, and the most similar context token."""
+
+    mse: float
+    half: float
+    query: float = math.nan
+    eoc: float = math.nan
+    context: float = math.nan
+    nearest: float = math.nan
+
+
+@dataclass(frozen=True)
+class Claim:
+    case: int
+    regime: str
+    claim: str
+    criterion: str
+    observed: str
+    reproduces: bool
+    note: str = ""  # why it does not reproduce, where the numbers say so
+
+
+@dataclass(frozen=True)
+class TheoryResult:
+    config: TheoryConfig
+    lipschitz: float  # an upper bound on f's Lipschitz constant
+    cells: Mapping[str, Mapping[str, Cell]]  # train regime -> test regime -> cell
+    references: Mapping[str, Mapping[str, Cell]]  # reference predictor -> test regime -> cell
+    scalars: Mapping[str, Mapping[str, float]]  # train regime -> beta, gamma, b, fhat_mse
+    claims: Sequence[Claim]
+    seconds: float = 0.0  # wall time of `run_theory` (not written: it would break equal bytes)
+
+    def best(self, test: str) -> float:
+        return min(self.cells[r][test].mse for r in TRAIN_REGIMES)
+
+    def assumption(self) -> dict[str, float | bool]:
+        """Assumption (A) of section 3 on this config: ICL from near examples beats fhat alone, which
+        beats ICL from random examples (near: the worse of copy-nearest under One-Near and the context
+        mean under Similar; random: the better of the two under Random)."""
+        refs = self.references
+        near = max(refs["copy nearest"]["one-near"].mse, refs["context mean"]["similar"].mse)
+        iwl = refs["fhat alone"]["random"].mse
+        far = min(refs["copy nearest"]["random"].mse, refs["context mean"]["random"].mse)
+        return {"icl_near": near, "iwl": iwl, "icl_random": far, "holds": near < iwl < far}
+
+
+def summary(
+    errors: torch.Tensor, weights: torch.Tensor | None = None, sims: torch.Tensor | None = None
+) -> Cell:
+    """A cell from per-query squared errors and (for the minimal model) attention weights."""
+    mse = float(errors.mean())
+    half = Z95 * float(errors.std()) / math.sqrt(len(errors))
+    if weights is None or sims is None:
+        return Cell(mse, half)
+    k = sims.shape[1]
+    top = weights[torch.arange(len(sims)), sims.argmax(1)]
+    return Cell(
+        mse,
+        half,
+        query=float(weights[:, -1].mean()),
+        eoc=float(weights[:, k].mean()),
+        context=float(weights[:, :k].sum(1).mean()),
+        nearest=float(top.mean()),
+    )
+
+
+def test_sets(config: TheoryConfig, target: Target) -> dict[str, Batch]:
+    """One shared set of test queries, with contexts drawn under each test regime."""
+    rng = stream(config, "test")
+    x = sphere(rng, config.n_test, config.d)
+    sets = {}
+    for regime in TEST_REGIMES:
+        xs = contexts(rng, x, regime, config)
+        sets[regime] = Batch(*(torch.from_numpy(a) for a in (x, xs, target(xs), target(x))))
+    return sets
+
+
+@torch.no_grad()
+def evaluate(model: MinimalModel, batch: Batch) -> Cell:
+    weights, values = model.attention(batch)
+    errors = ((weights * values).sum(-1) - batch.y) ** 2
+    return summary(errors, weights, torch.einsum("nd,nkd->nk", batch.x, batch.xs))
+
+
+@torch.no_grad()
+def references(fhat: torch.nn.Module, batch: Batch) -> dict[str, Cell]:
+    """Fixed predictors: fhat trained alone, the label of the most similar context example, the mean label."""
+    sims = torch.einsum("nd,nkd->nk", batch.x, batch.xs)
+    nearest = batch.ys[torch.arange(len(sims)), sims.argmax(1)]
+    predictions = {
+        "fhat alone": fhat(batch.x)[:, 0],
+        "copy nearest": nearest,
+        "context mean": batch.ys.mean(1),
+    }
+    return {name: summary((p - batch.y) ** 2) for name, p in predictions.items()}
+
+
+def run_theory(config: TheoryConfig, log: Callable[[str], None] = lambda line: None) -> TheoryResult:
+    """Train one model per training regime and the references; test all under every test regime."""
+    start = time.perf_counter()
+    target = make_target(config)
+    tests = test_sets(config, target)
+    cells, scalars = {}, {}
+    for regime in TRAIN_REGIMES:
+        began = time.perf_counter()
+        model = train(config, regime, target)
+        with torch.no_grad():
+            cells[regime] = {test: evaluate(model, batch) for test, batch in tests.items()}
+            x, y = tests["random"].x, tests["random"].y
+            scalars[regime] = {
+                "beta": float(model.beta),
+                "gamma": float(model.gamma),
+                "b": float(model.b),
+                "fhat_mse": float(((model.fhat(x)[:, 0] - y) ** 2).mean()),
+            }
+        log(f"trained {regime} ({time.perf_counter() - began:.1f} s)")
+    fhat = train_fhat_alone(config, target)
+    log("trained fhat alone")
+    by_test = {test: references(fhat, batch) for test, batch in tests.items()}
+    refs = {name: {test: by_test[test][name] for test in TEST_REGIMES} for name in REFERENCES}
+    result = TheoryResult(config, target.lipschitz, cells, refs, scalars, ())
+    return dataclasses.replace(result, claims=judge(result), seconds=time.perf_counter() - start)
+
+
+# --- the paper's claims ------------------------------------------------------------------------------
+
+
+def judge(result: TheoryResult) -> list[Claim]:
+    """Cases 1-5 of section 3, each with a criterion on the MSE table and the attention masses; the
+    observed text also names where the rest of the attention went, to say why a claim fails."""
+    cells, scalars = result.cells, result.scalars
+
+    def ratio(regime: str, test: str) -> float:
+        return cells[regime][test].mse / result.best(test)
+
+    c1, r1 = cells["random"], ratio("random", "one-near")
+    c2, r2 = cells["similar"]["random"], ratio("similar", "random")
+    c3, r3 = cells["one-near"]["random"], ratio("one-near", "random")
+    beta3, delta = scalars["one-near"]["beta"], result.config.delta
+    reach = scalars["one-near"]["b"] + max(beta3 * delta, -beta3)  # a Random token's largest logit
+    iwl = result.references["fhat alone"]["random"].mse
+    c4, r4 = cells["random+similar"]["one-near"], ratio("random+similar", "one-near")
+    r5 = {test: ratio("contrastive", test) for test in TEST_REGIMES}
+    best = "x the column's best"
+    return [
+        Claim(
+            1,
+            "random",
+            "b -> -inf: falls back to fhat and fails to use a near example",
+            f"query-token mass under Random >= {FALLBACK} and One-Near MSE >= {BAD}{best}",
+            f"query mass {c1['random'].query:.3f} under Random, {c1['one-near'].query:.3f} under One-Near "
+            f"(b = {scalars['random']['b']:.2f}); One-Near MSE {r1:.2f}{best}",
+            c1["random"].query >= FALLBACK and r1 >= BAD,
+        ),
+        Claim(
+            2,
+            "similar",
+            "averages the context labels, so it is bad under Random",
+            f"context + end-of-context mass under Random >= 0.5 and Random MSE >= {BAD}{best}",
+            f"context + end-of-context mass {c2.context + c2.eoc:.3f} under Random; "
+            f"Random MSE {r2:.2f}{best}",
+            c2.context + c2.eoc >= 0.5 and r2 >= BAD,
+        ),
+        Claim(
+            3,
+            "one-near",
+            "copies the closest label even when it is random, so it is bad under Random",
+            f"mass on the most similar context token under Random >= {COPY} and Random MSE >= {BAD}{best}",
+            f"under Random: nearest-token mass {c3.nearest:.3f}, query mass {c3.query:.3f}; the largest "
+            f"logit a Random token can get, b + max(beta delta, -beta) = {reach:.2f}, is "
+            f"{'below' if reach < 0 else 'above'} the query's 0; its own fhat's MSE "
+            f"{scalars['one-near']['fhat_mse']:.3f} (fhat alone: {iwl:.3f}); Random MSE {r3:.2f}{best}",
+            c3.nearest >= COPY and r3 >= BAD,
+            "One-Near training contexts also hold k-1 Random examples, and copying one of their labels "
+            "costs more than fhat, so training pushes b down until no Random token outbids the query: under "
+            "a Random context the model falls back to its own fhat instead of copying the closest label"
+            if reach < 0 and c3.nearest < COPY and result.assumption()["holds"]
+            else "",
+        ),
+        Claim(
+            4,
+            "random+similar",
+            "fails to use the near example under One-Near",
+            f"mass on the most similar context token under One-Near < {COPY} and One-Near MSE >= {BAD}{best}",
+            f"under One-Near: nearest-token mass {c4.nearest:.3f}, end-of-context {c4.eoc:.3f}, query "
+            f"{c4.query:.3f}; One-Near MSE {r4:.2f}{best}",
+            c4.nearest < COPY and r4 >= BAD,
+        ),
+        Claim(
+            5,
+            "contrastive",
+            "switches on similarity: near-optimal in every test column",
+            f"MSE <= {NEAR_OPTIMAL}{best} in every column",
+            "MSE / the column's best: " + ", ".join(f"{r:.2f} under {LABELS[t]}" for t, r in r5.items()),
+            all(r <= NEAR_OPTIMAL for r in r5.values()),
+        ),
+    ]
+
+
+# --- outputs -----------------------------------------------------------------------------------------
+
+
+def _round(value: float) -> float:
+    """Six significant digits: the written files do not carry float noise in the last bits."""
+    return float(f"{value:.6g}")
+
+
+def _cell_json(cell: Cell) -> dict[str, float]:
+    return {name: _round(value) for name, value in dataclasses.asdict(cell).items() if not math.isnan(value)}
+
+
+def json_text(result: TheoryResult) -> str:
+    assumption = {k: v if isinstance(v, bool) else _round(v) for k, v in result.assumption().items()}
+    data = {
+        "config": dataclasses.asdict(result.config),
+        "lipschitz_bound": _round(result.lipschitz),
+        "assumption_a": assumption,
+        "criteria": {"bad": BAD, "near_optimal": NEAR_OPTIMAL, "fallback": FALLBACK, "copy": COPY},
+        "cells": {r: {t: _cell_json(c) for t, c in row.items()} for r, row in result.cells.items()},
+        "references": {r: {t: _cell_json(c) for t, c in row.items()} for r, row in result.references.items()},
+        "scalars": {r: {name: _round(v) for name, v in row.items()} for r, row in result.scalars.items()},
+        "claims": [dataclasses.asdict(claim) for claim in result.claims],
+    }
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _mse_text(cell: Cell) -> str:
+    return f"{cell.mse:.4f} ±{cell.half:.4f}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], numbers: bool = True) -> list[str]:
+    """A markdown table; the columns after the first are right-aligned when they hold `numbers`."""
+    align = "|--:" if numbers else "|:--"
+    lines = ["| " + " | ".join(header) + " |", "|:--" + align * (len(header) - 1) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _mass_table(result: TheoryResult, field: str) -> list[str]:
+    rows = [[r, *(f"{getattr(result.cells[r][t], field):.3f}" for t in TEST_REGIMES)] for r in TRAIN_REGIMES]
+    return _md_table(["trained on", *(LABELS[t] for t in TEST_REGIMES)], rows)
+
+
+def markdown(result: TheoryResult) -> str:
+    config, a = result.config, result.assumption()
+    settings = ", ".join(f"{f.name}={getattr(config, f.name)}" for f in dataclasses.fields(config))
+    rows = []
+    for regime in TRAIN_REGIMES:
+        texts = [_mse_text(result.cells[regime][t]) for t in TEST_REGIMES]
+        best = [result.cells[regime][t].mse == result.best(t) for t in TEST_REGIMES]
+        rows.append([regime, *(f"**{t}**" if b else t for t, b in zip(texts, best, strict=True))])
+    rows += [[f"*{n}*", *(_mse_text(result.references[n][t]) for t in TEST_REGIMES)] for n in REFERENCES]
+    scalars = [
+        [r, *(f"{result.scalars[r][name]:.3f}" for name in ("beta", "gamma", "b", "fhat_mse"))]
+        for r in TRAIN_REGIMES
+    ]
+    lines = [
+        "# Minimal model (SPEC 5)",
+        "",
+        "Generated by `icl-bench theory`; do not edit by hand.",
+        "",
+        "The minimal model of the Contrastive-Context paper (section 3, appendix A): inputs on the unit "
+        f"sphere in R^{config.d}, y = f(x) for a fixed random 2-layer tanh MLP (Lipschitz bound "
+        f"{result.lipschitz:.1f}; y standardised), and at the query x* one softmax over the {config.k} "
+        "context tokens (logit beta <x*, x_i> + b, value y_i), the end-of-context token (logit "
+        "gamma <x*, xbar> + b, value ybar) and the query itself (logit 0, value fhat(x*), a tanh MLP with "
+        f"{config.fhat_hidden} hidden units). One model per training regime, {config.steps} Adam steps of "
+        f"{config.batch} fresh queries each, squared loss; tested on {config.n_test} shared queries. "
+        f"Random: every similarity <= {config.delta}; Similar: every similarity >= {1 - config.eps:g}; "
+        f"One-Near: one >= {1 - config.eps:g}, the rest <= {config.delta}; the mixtures draw Random with "
+        f"probability {config.p_random}.",
+        "",
+        f"Config: {settings}.",
+        "",
+        "## Test MSE",
+        "",
+        "Rows: training regime; columns: test regime. Each cell is `mean ±h`, h half the normal 95% "
+        "interval over test queries. **Bold**: the best trained model in the column. Italic rows are "
+        "references, not trained with context: *fhat alone* is fhat's architecture trained on (x, y) "
+        "alone (the in-weights loss), *copy nearest* predicts the label of the most similar context "
+        "example, *context mean* the mean context label.",
+        "",
+        *_md_table(["trained on", *(LABELS[t] for t in TEST_REGIMES)], rows),
+        "",
+        "![test MSE and attention on the in-weights path](theory.png)",
+        "",
+        "## Learned scalars",
+        "",
+        "fhat MSE: the model's own in-weights estimator alone on the test queries.",
+        "",
+        *_md_table(["trained on", "beta", "gamma", "b", "fhat MSE"], scalars),
+        "",
+        "## Attention",
+        "",
+        "Mean attention mass on the query token (the in-weights path, fhat):",
+        "",
+        *_mass_table(result, "query"),
+        "",
+        "Mean attention mass on the end-of-context token (the label average):",
+        "",
+        *_mass_table(result, "eoc"),
+        "",
+        "Mean attention mass on the context token most similar to the query (under One-Near, the near one):",
+        "",
+        *_mass_table(result, "nearest"),
+        "",
+        "## Assumption (A)",
+        "",
+        f"ICL from near examples ({a['icl_near']:.4f}: the worse of copy nearest under One-Near and the "
+        f"context mean under Similar) < fhat alone ({a['iwl']:.4f}) < ICL from random examples "
+        f"({a['icl_random']:.4f}: the better of the two under Random): "
+        f"{'holds' if a['holds'] else 'does not hold, so the claims below are outside the analysis'}.",
+        "",
+        "## Claims",
+        "",
+        "Criteria fixed before the results were seen. The column's best is the lowest MSE among the five "
+        "trained models in that test column; masses are means over the test queries.",
+        "",
+        *_md_table(
+            ["case", "trained on", "claim", "criterion", "observed", "verdict"],
+            [
+                [
+                    str(c.case),
+                    c.regime,
+                    c.claim,
+                    c.criterion,
+                    c.observed,
+                    "reproduces" if c.reproduces else "**does not reproduce**",
+                ]
+                for c in result.claims
+            ],
+            numbers=False,
+        ),
+    ]
+    failed = [c for c in result.claims if not c.reproduces]
+    if failed:
+        lines.append("")
+    for c in failed:
+        lines.append(
+            f"Case {c.case} ({c.regime}) does not reproduce with this faithful model: {c.observed}."
+            + (f" {c.note[0].upper()}{c.note[1:]}." if c.note else "")
+            + " The defaults were not tuned to make it pass."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(result: TheoryResult) -> bytes:
+    """Left: the test-MSE grid as a heatmap (log colour scale); right: attention on the query token.
+
+    Agg under matplotlib's default style, fixed size and dpi, no Software metadata: equal results give
+    equal bytes for a given matplotlib version (as the leaderboard's plots).
+    """
+    import matplotlib
+    import matplotlib.style
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    mse = np.array([[result.cells[r][t].mse for t in TEST_REGIMES] for r in TRAIN_REGIMES])
+    mass = np.array([[result.cells[r][t].query for t in TEST_REGIMES] for r in TRAIN_REGIMES])
+    columns = [LABELS[t] for t in TEST_REGIMES]
+    with matplotlib.style.context("default"):
+        fig = Figure(figsize=(10.0, 3.8), dpi=100, layout="constrained")
+        heat, bars = fig.subplots(1, 2, width_ratios=[1.0, 1.2])
+        image = heat.imshow(mse, cmap="viridis_r", norm=LogNorm(vmin=mse.min(), vmax=mse.max()))
+        for i in range(len(TRAIN_REGIMES)):
+            for j in range(len(TEST_REGIMES)):
+                dark = mse[i, j] > math.sqrt(mse.min() * mse.max())  # viridis_r: high MSE is dark
+                colour = "white" if dark else "black"
+                heat.text(j, i, f"{mse[i, j]:.3f}", ha="center", va="center", fontsize=8, color=colour)
+        heat.set_xticks(range(len(columns)), columns)
+        heat.set_yticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES)
+        heat.set_xlabel("test regime")
+        heat.set_ylabel("training regime")
+        heat.set_title("test MSE", fontsize=10)
+        fig.colorbar(image, ax=heat, shrink=0.8)
+        width = 0.8 / len(TEST_REGIMES)
+        colours = matplotlib.colormaps["tab10"]
+        for j, column in enumerate(columns):
+            xs = np.arange(len(TRAIN_REGIMES)) + (j - (len(TEST_REGIMES) - 1) / 2) * width
+            bars.bar(xs, mass[:, j], width, label=column, color=colours(j))
+        bars.set_xticks(range(len(TRAIN_REGIMES)), TRAIN_REGIMES, fontsize=8)
+        bars.set_ylim(0, 1.15)
+        bars.set_yticks(np.linspace(0, 1, 6))
+        bars.set_ylabel("mean attention on the query token")
+        bars.set_title("in-weights path (fhat) by test regime", fontsize=10)
+        bars.legend(title="test regime", fontsize=8, title_fontsize=8, loc="upper center", ncols=3)
+        bars.grid(axis="y", alpha=0.3)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def render(result: TheoryResult) -> dict[str, bytes]:
+    return {
+        "theory.json": json_text(result).encode(),
+        "theory.md": markdown(result).encode(),
+        "theory.png": plot_png(result),
+    }
+
+
+def write_theory(result: TheoryResult, out: Path) -> list[Path]:
+    """Write theory.json, theory.md and theory.png into `out`; return the paths written."""
+    from icl_bench.store import write_atomic
+
+    files = render(result)
+    for name, data in files.items():
+        write_atomic(Path(out) / name, data)
+    return [Path(out) / name for name in files]
+
+
+def rich_tables(result: TheoryResult) -> list[Any]:
+    """The MSE grid (best trained model in bold), the learned scalars, the attention on the query token
+    and the claim verdicts, for a terminal; each fits 80 columns."""
+    from rich.table import Table
+
+    grid = Table(
+        title="minimal model: test MSE",
+        title_justify="left",
+        caption="±: half the 95% interval",
+        caption_justify="left",
+    )
+    grid.add_column("trained on", no_wrap=True)
+    for test in TEST_REGIMES:
+        grid.add_column(LABELS[test], justify="right", no_wrap=True)
+    for i, regime in enumerate(TRAIN_REGIMES):
+        cells = [result.cells[regime][t] for t in TEST_REGIMES]
+        texts = [
+            f"[bold]{_mse_text(c)}[/]" if c.mse == result.best(t) else _mse_text(c)
+            for c, t in zip(cells, TEST_REGIMES, strict=True)
+        ]
+        grid.add_row(regime, *texts, end_section=i == len(TRAIN_REGIMES) - 1)
+    for name in REFERENCES:
+        grid.add_row(
+            f"[dim]{name}[/]", *(f"[dim]{_mse_text(result.references[name][t])}[/]" for t in TEST_REGIMES)
+        )
+
+    scalars = Table(title="learned scalars", title_justify="left")
+    for name in ("trained on", "beta", "gamma", "b", "fhat MSE"):
+        scalars.add_column(name, justify="left" if name == "trained on" else "right", no_wrap=True)
+    for regime in TRAIN_REGIMES:
+        values = result.scalars[regime]
+        scalars.add_row(
+            regime, *(f"{values[name]:.2f}" for name in ("beta", "gamma", "b")), f"{values['fhat_mse']:.3f}"
+        )
+
+    mass = Table(title="attention on the query token (in-weights path)", title_justify="left")
+    mass.add_column("trained on", no_wrap=True)
+    for test in TEST_REGIMES:
+        mass.add_column(LABELS[test], justify="right", no_wrap=True)
+    for regime in TRAIN_REGIMES:
+        mass.add_row(regime, *(f"{result.cells[regime][t].query:.3f}" for t in TEST_REGIMES))
+
+    verdicts = Table(title="claims (section 3, cases 1-5)", title_justify="left")
+    verdicts.add_column("case", no_wrap=True)
+    verdicts.add_column("trained on", no_wrap=True)
+    verdicts.add_column("claim", overflow="fold")
+    verdicts.add_column("verdict", no_wrap=True)
+    for c in result.claims:
+        said = "[green]reproduces[/]" if c.reproduces else "[red]does not reproduce[/]"
+        verdicts.add_row(str(c.case), c.regime, c.claim, said)
+    return [grid, scalars, mass, verdicts]
