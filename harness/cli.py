@@ -199,7 +199,20 @@ def cmd_run(args: argparse.Namespace) -> None:
     plan, store = plan_of(args)
     failures = run(plan, store)
     show(plan.out / "results")
+    if args.probes:  # every regime that trained; a failed one is reported below
+        from icl_bench import probes
+
+        probes.show(probes.probe_stage(plan, store, args.max_probe, skip_untrained=True))
     fail_on(failures)
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from icl_bench import probes
+    from icl_bench.progress import console
+
+    plan, store = plan_of(args)
+    probes.show(probes.probe_stage(plan, store, args.max_probe))
+    console.print(f"wrote {plan.out}/probes.md")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -332,6 +345,12 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
 
 
+def probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-probe", type=positive, help="probe examples (first N of a test split; default: the size's)"
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="icl-bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -378,6 +397,8 @@ def build_parser() -> Parser:
     run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
     sweep_arguments(run)
     run.add_argument("--out", default="leaderboards/default", help="suite folder for results and tables")
+    run.add_argument("--probes", action="store_true", help="then probe IWL/ICL/copy over training snapshots")
+    probe_arguments(run)
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train each regime (the store keys `run` uses); print the folders")
@@ -388,6 +409,12 @@ def build_parser() -> Parser:
     sweep_arguments(evaluate)
     evaluate.add_argument("--out", default="leaderboards/default", help="suite folder for results")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    probe = sub.add_parser("probe", help="IWL / ICL / copy scores of every training snapshot: probes.md")
+    sweep_arguments(probe)
+    probe.add_argument("--out", default="leaderboards/default", help="suite folder for probes.md/json/png")
+    probe_arguments(probe)
+    probe.set_defaults(func=cmd_probe)
 
     board = sub.add_parser("leaderboard", help="regenerate tables and plots from results")
     board.add_argument("--results", help="results folder (default: every suite under leaderboards/)")

@@ -149,13 +149,16 @@ def _add_similarity(task: Task, rows: list[tuple[dict, Example, Context]]) -> No
         record["mean_sim"] = round(float(np.mean(sims)), 6)
 
 
+def mode_context(task: Task, pool: Pool, mode: Regime, config: ContextConfig, target: Example) -> Context:
+    """The context test mode `mode` gives `target` (the probes reuse it: the same contexts exactly)."""
+    return mode.sample(target, pool, config.k, instance_rng(config, task, f"mode:{mode.name}", 0, target))
+
+
 def mode_records(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
     targets = test_examples(task, split, config)
     rows = []
     for target in track(targets, f"{task.name}/{split}: {mode.name} contexts"):
-        context = mode.sample(
-            target, pool, config.k, instance_rng(config, task, f"mode:{mode.name}", 0, target)
-        )
+        context = mode_context(task, pool, mode, config, target)
         rows.append((_record(task, target, context, split=split, mode=mode.name), target, context))
     _add_similarity(task, rows)
     return [record for record, _, _ in rows]

@@ -59,15 +59,23 @@ def check_lengths(task: Task, tokenizer, records: Sequence[Mapping[str, Any]], m
 
 
 def generate(
-    model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int = 16
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    stop: Sequence[str] = (),
 ) -> list[str]:
-    """Greedy continuations of `prompts` through lm-eval's HFLM (batched by length, left-padded)."""
+    """Greedy continuations of `prompts` through lm-eval's HFLM (batched by length, left-padded), each
+    cut at the first of `stop` or the end-of-sequence token."""
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
     with quiet():
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    options = {"until": [tokenizer.eos_token or "</s>"], "max_gen_toks": max_new_tokens, "do_sample": False}
+    until = [*stop, tokenizer.eos_token or "</s>"]
+    options = {"until": until, "max_gen_toks": max_new_tokens, "do_sample": False}
     requests = [
         Instance("generate_until", doc={}, arguments=(text, options), idx=i) for i, text in enumerate(prompts)
     ]

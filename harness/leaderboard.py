@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 REGIME_ORDER = ("base", "zero", "random", "similar", "contrastive")
 MODE_ORDER = ("random", "similar", "one-near", "paraphrase")
 FILES = ("leaderboard.md", "leaderboard.csv", "leaderboard.json")
+OTHER_STAGES = ("probes.png",)  # written into a suite by another stage (`icl_bench.probes`): never stale
 CSV_FIELDS = ("task", "split", "model", "regime", "kind", "column", "mean", "lo", "hi", "n")
 DIGITS = 6  # decimals kept in the csv and json
 MISSING = "-"
@@ -392,7 +393,9 @@ def check_leaderboard(
         if not (out / name).is_file() or (out / name).read_bytes() != fresh[name]
     ]
     present = sorted(p.name for p in out.glob("*") if p.is_file()) if out.is_dir() else []
-    stale = [n for n in present if n not in fresh and (n in FILES or n.endswith(".png"))]
+    stale = [
+        n for n in present if n not in fresh and n not in OTHER_STAGES and (n in FILES or n.endswith(".png"))
+    ]
     return sorted(changed + stale)
 
 

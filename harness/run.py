@@ -29,16 +29,24 @@ SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
 
 @dataclass(frozen=True)
 class Size:
-    """A preset of data caps and training length."""
+    """A preset of data caps and training length; `probe_examples`: how many test examples the probe
+    stage uses (`icl_bench.probes`).  `snapshot_steps` gives ~5 snapshots per regime: default 200
+    instances / batch 2 = 100 steps, every 20; smoke 4 steps, every 2; paper every 100 (500 steps on
+    synthetic-alignment's 200 x 5 epochs; a 50,000-pair MT pool makes far more)."""
 
     contexts: ContextConfig
     train: TrainConfig
+    probe_examples: int = 40
 
 
 SIZES = {
-    "smoke": Size(ContextConfig(max_pool=24, max_test=6), TrainConfig(max_steps=4, save_steps=2)),
-    "default": Size(ContextConfig(max_pool=200, max_test=60), TrainConfig(learning_rate=1e-3)),
-    "paper": Size(ContextConfig(epochs=5), TrainConfig()),
+    "smoke": Size(
+        ContextConfig(max_pool=24, max_test=6), TrainConfig(max_steps=4, save_steps=2, snapshot_steps=2), 6
+    ),
+    "default": Size(
+        ContextConfig(max_pool=200, max_test=60), TrainConfig(learning_rate=1e-3, snapshot_steps=20), 40
+    ),
+    "paper": Size(ContextConfig(epochs=5), TrainConfig(snapshot_steps=100), 100),
 }
 
 

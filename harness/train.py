@@ -37,6 +37,7 @@ LAUNCHERS = ("deepspeed", "torchrun")
 IGNORE = -100  # label id the loss skips
 KEEP_CHECKPOINTS = 2
 LOG = "train_log.json"
+SNAPSHOTS = "snapshots"  # <train output>/snapshots/step-N/: the adapter every `snapshot_steps` (probes)
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,7 +48,8 @@ class TrainingDiverged(RuntimeError):
 class TrainConfig:
     """Plain training settings.  `batch_size` is per process; `zero_stage` and `offload` apply only
     when training under DeepSpeed (`offload` moves the optimizer state, and at stage 3 the
-    parameters, to CPU memory)."""
+    parameters, to CPU memory).  `snapshot_steps` > 0 keeps the adapter (or full model) every that
+    many optimizer steps and at the last step in `snapshots/step-N/` of the output (0: none)."""
 
     lora_rank: int = 16
     lora_alpha: float = 32
@@ -63,6 +65,7 @@ class TrainConfig:
     max_length: int = 1024
     seed: int = 0
     save_steps: int = 50
+    snapshot_steps: int = 0
     zero_stage: int = 2
     offload: bool = False
     precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
@@ -83,6 +86,7 @@ class TrainConfig:
             "max_length": _is_int(self.max_length) and self.max_length >= 2,
             "seed": _is_int(self.seed) and self.seed >= 0,
             "save_steps": _is_int(self.save_steps) and self.save_steps >= 1,
+            "snapshot_steps": _is_int(self.snapshot_steps) and self.snapshot_steps >= 0,
             "zero_stage": _is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
             "offload": isinstance(self.offload, bool),
             "precision": self.precision in PRECISIONS,
@@ -98,6 +102,7 @@ class TrainConfig:
             "seed": "a non-negative integer",
             "weight_decay": "a non-negative number",
             "max_length": "an integer >= 2",
+            "snapshot_steps": "0 (no snapshots) or a positive integer",
         }
         for name, ok in checks.items():
             if not ok:
@@ -110,7 +115,8 @@ class TrainConfig:
 
     def key(self) -> dict[str, Any]:
         """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
-        offload, which only change how the run is carried out)."""
+        offload, which only change how the run is carried out); `snapshot_steps` changes what the
+        artifact holds (never the weights), so it is part of the key too."""
         fields = asdict(self) | {"precision": resolve_precision(self.precision)}
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
@@ -257,6 +263,44 @@ def _callbacks(learning_rate: float, description: str) -> list:
     return [DivergenceGuard(), ProgressBar()]
 
 
+def _snapshot_callback(folder: Path, every: int, tokenizer=None):
+    """A TrainerCallback that saves the model every `every` optimizer steps and at the last step into
+    `folder/step-N` (main process only).  Saving reads the weights and draws no random numbers, so a
+    run with snapshots trains exactly the weights of one without."""
+    from transformers import TrainerCallback
+
+    class Snapshots(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            step = state.global_step
+            if state.is_world_process_zero and (step % every == 0 or step == state.max_steps):
+                save_snapshot(model, folder / f"step-{step}", tokenizer)
+
+    return Snapshots()
+
+
+def save_snapshot(model, folder: Path, tokenizer=None) -> None:
+    """`model.save_pretrained` (a PEFT adapter folder for a PeftModel) into `folder`, through a temporary
+    sibling renamed into place, so an interrupted run never leaves half a snapshot; `tokenizer` too
+    when given (full fine-tuning: the snapshot must load on its own)."""
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.rename(tmp, folder)
+
+
+def snapshots(output: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every snapshot a `train` result keeps, by step; empty when it keeps none."""
+    found = [
+        (int(path.name.removeprefix("step-")), path)
+        for path in (Path(output) / SNAPSHOTS).glob("step-*")
+        if path.is_dir() and path.name.removeprefix("step-").isdigit()
+    ]
+    return sorted(found)
+
+
 def latest_checkpoint(checkpoints: Path) -> Path | None:
     """The newest complete `checkpoint-N` folder (trainer_state.json is written last), if any."""
     if not checkpoints.is_dir():
@@ -287,6 +331,8 @@ def train(
 
     if not records:
         raise UsageError("train: no training records; build the regime's training set first")
+    if deepspeed and config.zero_stage == 3 and config.snapshot_steps:
+        raise UsageError("snapshots are not supported under ZeRO-3; set snapshot_steps=0 or zero_stage=2")
     output, checkpoints = Path(output), Path(checkpoints)
     bf16 = resolve_precision(config.precision) == "bf16"
     with _environment(deepspeed):
@@ -339,6 +385,9 @@ def train(
             )
             model = get_peft_model(model, lora)
         callbacks = _callbacks(config.learning_rate, f"train {spec.name}")
+        if config.snapshot_steps:  # kept beside the checkpoints, so a resumed run still has the early ones
+            full = None if config.lora else tokenizer
+            callbacks.insert(0, _snapshot_callback(checkpoints / SNAPSHOTS, config.snapshot_steps, full))
         trainer = Trainer(
             model=model,
             args=args,
@@ -357,6 +406,9 @@ def train(
         wall = time.perf_counter() - start
         trainer.save_model(str(output))  # the adapter alone for a PeftModel; gathers ZeRO-3 shards
         if trainer.is_world_process_zero():
+            if config.snapshot_steps and (checkpoints / SNAPSHOTS).is_dir():
+                copy = shutil.ignore_patterns(".*")  # not a temporary folder of an interrupted save
+                shutil.copytree(checkpoints / SNAPSHOTS, output / SNAPSHOTS, ignore=copy, dirs_exist_ok=True)
             history = trainer.state.log_history
             write_json(
                 output / LOG,

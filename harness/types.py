@@ -82,6 +82,15 @@ class Task(ABC):
 
         return minilm_embed(texts)
 
+    def output_similarity(self, prediction: str, reference: Example) -> float:
+        """sim_y of the probes, in [0, 1]: how close `prediction` is to `reference.output` as an output
+        for `reference.input`.  Default: the primary metric of the one pair over its scale (exact
+        match; sentence chrF++ / 100).  Override it where the metric is not a comparison of outputs."""
+        from icl_bench import plugins
+
+        metric = plugins.metrics[self.metric]
+        return float(metric([prediction], [reference])[0]) / metric.scale
+
 
 @dataclass(frozen=True)
 class Context:

@@ -122,6 +122,19 @@ class SyntheticAlignment(Task):
         )
         return hits / len(self.permutation)
 
+    def output_similarity(self, prediction: str, reference: Example) -> float:
+        """sim_y of the probes: the fraction of output positions where the two segments are equal (both
+        missing counts as equal) or both accepted by the PFA of `reference.input`'s aligned symbol.
+        Against a correct output this is the segment accuracy; between two predictions (the IWL probe)
+        it asks whether they agree, so identical predictions score 1."""
+        symbols, ours, theirs = reference.input.split(), prediction.split(), reference.output.split()
+        hits = 0
+        for j, p in enumerate(self.permutation):
+            a, b = (ours[j] if j < len(ours) else None), (theirs[j] if j < len(theirs) else None)
+            accepts = self.automata[symbols[p]].accepts
+            hits += a == b or (a is not None and b is not None and accepts(a) and accepts(b))
+        return hits / len(self.permutation)
+
     def load(self, split: str) -> list[Example]:
         if split not in self.sizes:
             raise UsageError(f"task {self.name!r} has no split {split!r}; splits: {', '.join(self.sizes)}")

@@ -13,6 +13,7 @@ from icl_bench.errors import UsageError
 from icl_bench.models import resolve_precision
 from icl_bench.run import Plan, run
 from icl_bench.store import Store
+from icl_bench.train import snapshots
 
 
 @pytest.fixture(scope="module")
@@ -175,4 +176,5 @@ def test_run_trains_under_the_deepspeed_launcher(tmp_path):
     (trained,) = (store.root / "train").iterdir()
     log = json.loads((trained / "train_log.json").read_text())
     assert log["deepspeed"] is not None and log["steps"] == 4
+    assert [step for step, _ in snapshots(trained)] == [2, 4]  # ZeRO-2 snapshots of the smoke preset
     assert (out / "results" / "synthetic-alignment" / "tiny" / "zero.jsonl").is_file()
