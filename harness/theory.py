@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from icl_bench.errors import UsageError
+from icl_bench.validate import check_fields, is_int, is_number
 
 TRAIN_REGIMES = ("random", "similar", "one-near", "random+similar", "contrastive")
 TEST_REGIMES = ("random", "similar", "one-near")
@@ -70,19 +71,19 @@ class TheoryConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "d": _is_int(self.d) and self.d >= 2,
-            "k": _is_int(self.k) and self.k >= 2,
-            "eps": _is_number(self.eps) and 0 < self.eps < 1,
-            "delta": _is_number(self.delta) and 0 <= self.delta < 1 - self.eps,
-            "p_random": _is_number(self.p_random) and 0 < self.p_random < 1,
-            "f_hidden": _is_int(self.f_hidden) and self.f_hidden >= 1,
-            "f_scale": _is_number(self.f_scale) and 0 < self.f_scale < math.inf,
-            "fhat_hidden": _is_int(self.fhat_hidden) and self.fhat_hidden >= 1,
-            "steps": _is_int(self.steps) and self.steps >= 1,
-            "batch": _is_int(self.batch) and self.batch >= 1,
-            "lr": _is_number(self.lr) and 0 < self.lr < math.inf,
-            "n_test": _is_int(self.n_test) and self.n_test >= 2,
-            "seed": _is_int(self.seed) and self.seed >= 0,
+            "d": is_int(self.d) and self.d >= 2,
+            "k": is_int(self.k) and self.k >= 2,
+            "eps": is_number(self.eps) and 0 < self.eps < 1,
+            "delta": is_number(self.delta) and 0 <= self.delta < 1 - self.eps,
+            "p_random": is_number(self.p_random) and 0 < self.p_random < 1,
+            "f_hidden": is_int(self.f_hidden) and self.f_hidden >= 1,
+            "f_scale": is_number(self.f_scale) and 0 < self.f_scale < math.inf,
+            "fhat_hidden": is_int(self.fhat_hidden) and self.fhat_hidden >= 1,
+            "steps": is_int(self.steps) and self.steps >= 1,
+            "batch": is_int(self.batch) and self.batch >= 1,
+            "lr": is_number(self.lr) and 0 < self.lr < math.inf,
+            "n_test": is_int(self.n_test) and self.n_test >= 2,
+            "seed": is_int(self.seed) and self.seed >= 0,
         }
         wanted = {
             "d": "an integer >= 2 (pass --d 2 or more)",
@@ -93,25 +94,18 @@ class TheoryConfig:
             "n_test": "an integer >= 2",
             "seed": "a non-negative integer",
         }
-        for name, ok in checks.items():
-            if not ok:
-                hint = wanted.get(
-                    name, "a positive number" if name in ("f_scale", "lr") else "a positive integer"
-                )
-                raise UsageError(f"theory config: {name} must be {hint}, got {getattr(self, name)!r}")
+        check_fields(
+            "theory config",
+            self,
+            checks,
+            wanted,
+            lambda name: "a positive number" if name in ("f_scale", "lr") else "a positive integer",
+        )
         if (1 - self.eps / 2) ** ((self.d - 3) / 2) < 1e-3:  # `near`'s worst acceptance rate
             raise UsageError(
                 f"theory config: a cap of eps={self.eps} in d={self.d} is too thin to sample exactly in "
                 "reasonable time; lower d or eps"
             )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 # --- the task: a fixed random MLP on the sphere ------------------------------------------------------

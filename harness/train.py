@@ -31,6 +31,7 @@ from icl_bench import environment
 from icl_bench.errors import UsageError
 from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve, resolve_precision
 from icl_bench.store import read_jsonl, write_json, write_jsonl
+from icl_bench.validate import check_fields, is_int, is_number
 
 ADAPT = ("attention", "attention+mlp", "full")
 LAUNCHERS = ("deepspeed", "torchrun")
@@ -72,22 +73,22 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "lora_rank": _is_int(self.lora_rank) and self.lora_rank >= 1,
-            "lora_alpha": _is_number(self.lora_alpha) and self.lora_alpha > 0,
-            "lora_dropout": _is_number(self.lora_dropout) and 0 <= self.lora_dropout < 1,
+            "lora_rank": is_int(self.lora_rank) and self.lora_rank >= 1,
+            "lora_alpha": is_number(self.lora_alpha) and self.lora_alpha > 0,
+            "lora_dropout": is_number(self.lora_dropout) and 0 <= self.lora_dropout < 1,
             "adapt": self.adapt in ADAPT,
-            "learning_rate": _is_number(self.learning_rate) and 0 < self.learning_rate < math.inf,
-            "epochs": _is_int(self.epochs) and self.epochs >= 1,
-            "batch_size": _is_int(self.batch_size) and self.batch_size >= 1,
-            "grad_accum": _is_int(self.grad_accum) and self.grad_accum >= 1,
-            "max_steps": _is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
-            "warmup_ratio": _is_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
-            "weight_decay": _is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf,
-            "max_length": _is_int(self.max_length) and self.max_length >= 2,
-            "seed": _is_int(self.seed) and self.seed >= 0,
-            "save_steps": _is_int(self.save_steps) and self.save_steps >= 1,
-            "snapshot_steps": _is_int(self.snapshot_steps) and self.snapshot_steps >= 0,
-            "zero_stage": _is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
+            "learning_rate": is_number(self.learning_rate) and 0 < self.learning_rate < math.inf,
+            "epochs": is_int(self.epochs) and self.epochs >= 1,
+            "batch_size": is_int(self.batch_size) and self.batch_size >= 1,
+            "grad_accum": is_int(self.grad_accum) and self.grad_accum >= 1,
+            "max_steps": is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
+            "warmup_ratio": is_number(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+            "weight_decay": is_number(self.weight_decay) and 0 <= self.weight_decay < math.inf,
+            "max_length": is_int(self.max_length) and self.max_length >= 2,
+            "seed": is_int(self.seed) and self.seed >= 0,
+            "save_steps": is_int(self.save_steps) and self.save_steps >= 1,
+            "snapshot_steps": is_int(self.snapshot_steps) and self.snapshot_steps >= 0,
+            "zero_stage": is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
             "offload": isinstance(self.offload, bool),
             "precision": self.precision in PRECISIONS,
         }
@@ -104,10 +105,13 @@ class TrainConfig:
             "max_length": "an integer >= 2",
             "snapshot_steps": "0 (no snapshots) or a positive integer",
         }
-        for name, ok in checks.items():
-            if not ok:
-                hint = wanted.get(name, "a positive integer" if name in _INTS else "a positive number")
-                raise UsageError(f"train config: {name} must be {hint}, got {getattr(self, name)!r}")
+        check_fields(
+            "train config",
+            self,
+            checks,
+            wanted,
+            lambda name: "a positive integer" if name in _INTS else "a positive number",
+        )
 
     @property
     def lora(self) -> bool:
@@ -127,14 +131,6 @@ class TrainConfig:
 
 
 _INTS = {"lora_rank", "epochs", "batch_size", "grad_accum", "max_length", "seed", "save_steps"}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -529,7 +525,7 @@ def launch_command(
     """The command that runs `python -m icl_bench.train --job JOB` once per device (on CPU: per process).
     deepspeed: `--num_gpus N` (alias `--num_accelerators`) processes per node, over the nodes of
     `--hostfile` when given; torchrun: `--standalone --nproc_per_node N`, one node only."""
-    if num_gpus is not None and (not _is_int(num_gpus) or num_gpus < 1):
+    if num_gpus is not None and (not is_int(num_gpus) or num_gpus < 1):
         raise UsageError(f"--num-gpus must be a positive integer, got {num_gpus!r}")
     if launcher == "deepspeed":
         command = [_executable("deepspeed")]
