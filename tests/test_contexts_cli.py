@@ -148,7 +148,10 @@ def test_fingerprint_is_stable_across_processes_and_hash_seeds(work, tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("contexts", "--task", "nope"), "unknown task 'nope'; known tasks: mt-django-en-de, "),
+        (
+            ("contexts", "--task", "nope"),
+            "unknown task 'nope'; known tasks: agnews, cb, mr, mr-offline, mt-django-en-de, ",
+        ),
         (
             (*SYNTHETIC, "--regimes", "contrastive,nope"),
             "known regimes: contrastive, contrastive-no-paraphrase",
