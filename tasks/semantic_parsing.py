@@ -1,17 +1,20 @@
 """Semantic parsing: an MTOP utterance in Spanish, German or French -> its intent/slot logical form (seed
 section 4), from the XSemPLR release of MTOP, scored by exact match after whitespace normalisation.
 
-`mtop-es`, `mtop-de` and `mtop-fr` read a local folder named by $ICL_BENCH_MTOP: XSemPLR's `dataset/mtop`
-(https://github.com/psunlpgroup/XSemPLR; its README links the data).  Each split is one JSON file,
-`train.json`, `dev.json`, `test.json` (a `.jsonl` file of the same rows is read too), holding a list of
-examples aligned across the six MTOP languages (XSemPLR's `read_mtop` in its `dataset` script writes them):
+`mtop-es`, `mtop-de` and `mtop-fr` read a local folder named by `--data-dir` or $ICL_BENCH_MTOP: XSemPLR's
+`dataset/mtop` (https://github.com/psunlpgroup/XSemPLR; its README links the data).  Each split is one
+JSON file, `train.json`, `dev.json`, `test.json` (a `.jsonl` file of the same rows is read too), holding a
+list of examples aligned across the six MTOP languages (XSemPLR's `read_mtop` in its `dataset` script
+writes them):
 
     {"id": "...", "question": {"en": "...", "de": "...", ...},
      "mr": {"slot_intent": {"en": "[IN:... [SL:... ] ]", "de": "...", ...}}}
 
 x = question[<language>], y = mr.slot_intent[<language>] (MTOP's logical form keeps the utterance's own
-words, so it differs by language).  The pool is `train`, the tests `test`.  No paraphraser: the harness
-gives the task three test modes.  `write_fixture` writes a tiny folder in this layout from made-up words
+words, so it differs by language).  The pool is `train`, the tests `test`.  The paraphraser `mtop-slots`
+makes the target's near neighbour as `sql-constants` does for SQL (x~ and y~ both change): every leaf
+slot whose value the utterance says verbatim gets another value of the same slot type from the pool, in
+the utterance and the logical form.  `write_fixture` writes a tiny folder in this layout from made-up words
 (never dataset text), which is how the tests run the tasks offline.
 """
 
@@ -20,10 +23,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+from collections import Counter
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
-from icl_bench import Example, Generation, Task, hookimpl
+from icl_bench import Example, Generation, Paraphraser, Task, hookimpl
 from icl_bench.errors import UsageError, unknown
 from icl_bench.types import Metric
 
@@ -31,6 +37,7 @@ LANGUAGES = {"es": "Spanish", "de": "German", "fr": "French"}
 MTOP_ENV = "ICL_BENCH_MTOP"
 SOURCE = "https://github.com/psunlpgroup/XSemPLR"
 MR_FIELD = "slot_intent"
+LEAF_SLOT = re.compile(r"\[(?P<slot>SL:[^\s\[\]]+) (?P<value>[^\[\]]+?) \]")  # a slot with no nested intent
 
 
 def normalise(text: str) -> str:
@@ -52,7 +59,8 @@ class Mtop(Task):
 
     splits = ("train", "test")
     metric = "exact-match-ws"
-    paraphraser = None
+    paraphraser = "mtop-slots"
+    data_env = MTOP_ENV
     generation = Generation(max_new_tokens=128, stop=("\n",))
 
     def __init__(self, language: str):
@@ -90,7 +98,7 @@ class Mtop(Task):
             where = f"folder {root} does not exist" if root else f"${MTOP_ENV} is not set"
             raise UsageError(
                 f"{self.name} needs the XSemPLR MTOP release ({where}); download XSemPLR's data ({SOURCE}) "
-                f"and set ${MTOP_ENV} to its dataset/mtop folder (train.json, test.json)"
+                f"and pass its dataset/mtop folder (train.json, test.json) as --data-dir or ${MTOP_ENV}"
             )
         return Path(root)
 
@@ -101,8 +109,8 @@ class Mtop(Task):
             self._loaded[split] = self._read(split)
         return list(self._loaded[split])
 
-    def _read(self, split: str) -> list[Example]:
-        folder = self.folder()
+    def _read(self, split: str, folder: Path | None = None) -> list[Example]:
+        folder = folder or self.folder()
         path = next((p for p in (folder / f"{split}.json", folder / f"{split}.jsonl") if p.is_file()), None)
         if path is None:
             raise UsageError(
@@ -122,7 +130,8 @@ class Mtop(Task):
                 form = row["mr"][MR_FIELD].get(self.language, "")
                 if utterance.strip() and form.strip():
                     uid = str(row.get("id", i))
-                    examples.append(Example(f"{split}-{uid}", normalise(utterance), normalise(form)))
+                    meta = {"language": self.language}
+                    examples.append(Example(f"{split}-{uid}", normalise(utterance), normalise(form), meta))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:120]
             raise UsageError(
@@ -132,6 +141,56 @@ class Mtop(Task):
         if not examples:
             raise UsageError(f"{self.name}: {path} has no {self.source_language} ({self.language}) examples")
         return examples
+
+
+def mention(utterance: str, value: str) -> re.Match | None:
+    return re.search(rf"(?<!\w){re.escape(value)}(?!\w)", utterance, flags=re.I)
+
+
+class MtopSlots(Paraphraser):
+    """Swap each leaf slot's value for another value of its slot type that the pool's logical forms hold
+    (seeded by the target, not the caller's rng); a target with no swappable slot gets a pool utterance
+    with the same logical form if one exists, else stays unchanged (the stage counts those)."""
+
+    name = "mtop-slots"
+    description = (
+        "MTOP: replace each slot value said in the utterance with another value of the same slot type "
+        "from the pool, in the utterance and the logical form (y~ != y*)"
+    )
+
+    def __call__(self, target: Example, rng: random.Random) -> Example:
+        language = target.meta.get("language", "")
+        if language not in LANGUAGES:
+            raise UsageError(f"mtop-slots paraphrases MTOP examples only; {target.id} names no MTOP language")
+        values, by_form = pool_index(language, Mtop(language).folder())
+        choose = random.Random(f"mtop-slots|{target.id}|{target.output}")
+        utterance, form = target.input, target.output
+        for match in reversed(list(LEAF_SLOT.finditer(form))):  # right to left: spans keep positions
+            old, spot = match["value"], mention(utterance, match["value"])
+            others = [v for v in values.get(match["slot"], ()) if v != old and not mention(utterance, v)]
+            if spot is None or not others:
+                continue
+            new = choose.choice(others)
+            form = form[: match.start("value")] + new + form[match.end("value") :]
+            utterance = utterance[: spot.start()] + new + utterance[spot.end() :]
+        if form == target.output:
+            same = [u for u in by_form.get(form, ()) if u != target.input]
+            utterance = choose.choice(same) if same else utterance
+        return Example("paraphrase", utterance, form, dict(target.meta))
+
+
+@cache
+def pool_index(language: str, folder: Path) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """For a language's pool in `folder`: slot type -> its values (by count, then text), and logical form
+    -> its utterances; read once per process."""
+    counts: dict[str, Counter] = {}
+    by_form: dict[str, list[str]] = {}
+    for example in Mtop(language)._read("train", folder):
+        by_form.setdefault(example.output, []).append(example.input)
+        for match in LEAF_SLOT.finditer(example.output):
+            counts.setdefault(match["slot"], Counter())[match["value"]] += 1
+    values = {slot: tuple(sorted(c, key=lambda v: (-c[v], v))) for slot, c in counts.items()}
+    return values, {form: tuple(sorted(set(u))) for form, u in by_form.items()}
 
 
 # The offline fixture: made-up words in MTOP-shaped logical forms (no dataset text).
@@ -188,3 +247,8 @@ def register_tasks(register) -> None:
 @hookimpl
 def register_metrics(register) -> None:
     register(ExactMatchWhitespace())
+
+
+@hookimpl
+def register_paraphrasers(register) -> None:
+    register(MtopSlots())
