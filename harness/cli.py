@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from icl_bench import plugins
 from icl_bench.errors import UsageError
 from icl_bench.types import Regime
+
+if TYPE_CHECKING:
+    from icl_bench.store import Store
 
 KINDS = ("tasks", "regimes", "modes", "models")
 
@@ -40,6 +45,34 @@ def names(kind: str) -> list[dict[str, str]]:
 
 def csv_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def store_of(args: argparse.Namespace, tasks: list[str] | None = None) -> Store:
+    """--store checked writable and made the process's store; --data-dir applied to `tasks`."""
+    from icl_bench.store import Store
+
+    store = Store(args.store).check_writable().activate()
+    apply_data_dirs(getattr(args, "data_dir", None) or [], tasks or [])
+    return store
+
+
+def apply_data_dirs(settings: list[str], tasks: list[str]) -> None:
+    """`--data-dir [TASK=]DIR`: set the data variable of TASK (bare DIR: of every task in `tasks` that
+    reads a local folder) to DIR, which must exist."""
+    readers = [t for t in tasks if plugins.tasks[t].data_env]
+    for setting in settings:
+        name, _, folder = setting.partition("=")
+        if not folder or name not in plugins.tasks:  # a bare DIR (which may hold "=")
+            name, folder = "", setting
+        if (name and name not in readers) or not readers:
+            raise UsageError(
+                f"--data-dir {setting!r}: {name or 'no task'} of this command reads a local folder; "
+                f"those that do: {', '.join(readers) or 'none of ' + ', '.join(tasks)}"
+            )
+        if not Path(folder).is_dir():
+            raise UsageError(f"--data-dir {setting!r}: folder {folder} does not exist")
+        for task in [name] if name else readers:
+            os.environ[plugins.tasks[task].data_env] = str(Path(folder).resolve())  # type: ignore[index]
 
 
 def parse_setting(setting: str, current: object, value: str) -> bool | int | float | None:
@@ -111,7 +144,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_contexts(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
     from icl_bench.progress import console
-    from icl_bench.store import Store, writable
+    from icl_bench.store import writable
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -121,7 +154,7 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     if args.out:
         print(write_contexts(task, regimes, config, writable(Path(args.out), "--out")))
         return
-    built = build_contexts(task, regimes, config, Store(args.store).check_writable())
+    built = build_contexts(task, regimes, config, store_of(args, [task.name]))
     console.print(f"test contexts in {built.test}")
     for regime, folder in built.train.items():
         console.print(f"{regime} training set in {folder}")
@@ -132,7 +165,6 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
     from icl_bench.contexts import paraphrase_targets, paraphraser_for
     from icl_bench.paraphrase import LLM, Report, survey
     from icl_bench.run import size_of
-    from icl_bench.store import Store
 
     task = plugins.tasks[args.task]
     name = args.paraphraser or task.paraphraser
@@ -142,7 +174,7 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
         size_of(args.size).contexts, paraphraser=name, paraphrase_model=args.paraphrase_model
     )
     report = Report()
-    made = paraphraser_for(task, config, Store(args.store).check_writable(), report)
+    made = paraphraser_for(task, config, store_of(args, [task.name]), report)
     if made is None:
         raise UsageError(f"task {task.name!r} has no paraphraser; pass --paraphraser NAME")
     if name != LLM.name:
@@ -155,7 +187,7 @@ def plan_of(args: argparse.Namespace):
     """The sweep the options describe, with --store and --out checked writable before any work."""
     from icl_bench.progress import quiet_libraries
     from icl_bench.run import MAIN_REGIMES, Plan
-    from icl_bench.store import Store, writable
+    from icl_bench.store import writable
 
     quiet_libraries()
     spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
@@ -177,7 +209,7 @@ def plan_of(args: argparse.Namespace):
         metric=args.metric,
         precision=args.precision,
     )
-    store = Store(args.store).check_writable()
+    store = store_of(args, plan.tasks)
     if getattr(args, "out", None):
         writable(plan.out, "--out")
     return plan, store
@@ -270,22 +302,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 def cmd_comet(args: argparse.Namespace) -> None:
     from icl_bench.metrics import comet
-    from icl_bench.store import Store
 
-    print(comet.setup(Store(args.store).check_writable()))
+    print(comet.setup(store_of(args)))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
     from icl_bench.progress import quiet_libraries
-    from icl_bench.store import Store, writable
+    from icl_bench.store import writable
 
     quiet_libraries()
     task = plugins.tasks[args.task]
     config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
     out = writable(Path(args.out), "--out")
-    built = build_contexts(task, [], config, Store(args.store).check_writable())
+    built = build_contexts(task, [], config, store_of(args, [task.name]))
     for name in export_lm_eval(task, read_test_records(built.test, task), out):
         print(name)
 
@@ -314,6 +345,15 @@ def paraphrase_arguments(parser: argparse.ArgumentParser, model_flag: str = "--p
     )
 
 
+def data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        action="append",
+        metavar="[TASK=]DIR",
+        help="the local data folder of tasks that read one (BIRD, MTOP) instead of their variable",
+    )
+
+
 def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that name a sweep: `run`, `train` and `evaluate` share them, and so its store keys."""
     parser.add_argument(
@@ -328,6 +368,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
     parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
     parser.add_argument("--store", help="artifact store folder")
+    data_arguments(parser)
     parser.add_argument("--metric", help="primary metric instead of each task's (e.g. comet)")
     parser.add_argument(
         "--precision",
@@ -380,12 +421,14 @@ def build_parser() -> Parser:
     contexts.add_argument(
         "--store", help="artifact store folder (default: $ICL_BENCH_STORE or the user cache)"
     )
+    data_arguments(contexts)
     contexts.set_defaults(func=cmd_contexts)
 
     para = sub.add_parser("paraphrase", help="make (or show) a task's paraphrases; print what was kept")
     para.add_argument("--task", required=True)
     para.add_argument("--size", default="default", help="smoke, default or paper: which examples")
     para.add_argument("--store", help="artifact store folder")
+    data_arguments(para)
     paraphrase_arguments(para, model_flag="--model")
     para.set_defaults(func=cmd_paraphrase)
 
@@ -430,6 +473,7 @@ def build_parser() -> Parser:
     export.add_argument("--seed", type=int, default=0)
     export.add_argument("--max-test", type=positive)
     export.add_argument("--store", help="artifact store folder")
+    data_arguments(export)
     export.set_defaults(func=cmd_export)
 
     theory = sub.add_parser("theory", help="train the paper's minimal model per regime; tabulate test MSE")

@@ -97,7 +97,7 @@ def evaluate(
     """Run `model` on every test-context record of `task` and score it; one record per (id, mode):
     task, model, regime, split, mode, id, prediction, score (the primary metric: `metric`, else the
     task's), metrics, max_sim, and stats (the primary metric's sufficient statistics, for a corpus
-    metric)."""
+    metric) and reasons (metric -> why, for metrics that explain their scores)."""
     if not records:
         return []
     groups = group_records(records)
@@ -131,7 +131,9 @@ def evaluate(
     assert len(rows) == len(records), "lm-eval returned fewer samples than documents"
     predictions, examples = [p for *_, p in rows], [ex for _, ex, _ in rows]
     names = metric_names(task, metric)
-    scores = {name: plugins.metrics[name](predictions, examples) for name in names}
+    explained = {name: plugins.metrics[name].explained(predictions, examples) for name in names}
+    scores = {name: values for name, (values, _) in explained.items()}
+    reasons = {name: why for name, (_, why) in explained.items() if why is not None}
     primary = plugins.metrics[names[0]]
     stats = primary.statistics(predictions, examples) if isinstance(primary, CorpusMetric) else None
     out = [
@@ -147,6 +149,7 @@ def evaluate(
             "metrics": {name: float(values[i]) for name, values in scores.items()},
             "max_sim": record.get("max_sim"),
             **({"stats": stats[i]} if stats else {}),
+            **({"reasons": {name: why[i] for name, why in reasons.items()}} if reasons else {}),
         }
         for i, (record, _, guess) in enumerate(rows)
     ]

@@ -22,7 +22,7 @@ from icl_bench.store import Store, read_jsonl, write_json, write_jsonl
 from icl_bench.train import LOG, TrainConfig, TrainingDiverged
 from icl_bench.types import Regime, Task
 
-EVAL_VERSION = 2  # 2: records of a corpus metric carry its sufficient statistics
+EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
 MAIN_REGIMES = ("zero", "random", "similar", "contrastive")
 SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
 

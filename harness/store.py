@@ -53,6 +53,12 @@ class Store:
         writable(self.root, f"--store (or ${STORE_ENV})")
         return self
 
+    def activate(self) -> Store:
+        """Make this the store of the process and its children ($ICL_BENCH_STORE): a plugin's data
+        (`Store()`, `default_root()`) then lands beside the run's artifacts, not in the user cache."""
+        os.environ[STORE_ENV] = str(self.root.resolve())
+        return self
+
     def has(self, stage: str, inputs: Mapping[str, Any]) -> bool:
         return self.folder(stage, inputs).is_dir()
 

@@ -50,6 +50,7 @@ class Task(ABC):
     choices: tuple[str, ...] | None = None
     generation: Generation = Generation()
     similarity_bins: tuple[float, float] | None = None  # fixed Low/Medium/High edges; None = tertiles
+    data_env: str | None = None  # the variable naming the local data folder it reads (`--data-dir` sets it)
 
     @abstractmethod
     def load(self, split: str) -> list[Example]:
@@ -185,6 +186,13 @@ class Metric(ABC):
 
     @abstractmethod
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
+
+    def explained(
+        self, predictions: Sequence[str], examples: Sequence[Example]
+    ) -> tuple[list[float], list[str] | None]:
+        """The scores and, for a metric that can say, why each example scored as it did (one line each;
+        stored in its record's `reasons`).  Override instead of `__call__` to give reasons in one pass."""
+        return self(predictions, examples), None
 
     def check(self, store: Store) -> None:  # noqa: B027  (optional hook: most metrics always run)
         """Fail with one line (UsageError) before any work when this metric cannot run with `store`

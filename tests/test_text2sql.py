@@ -15,7 +15,7 @@ from helpers import run_cli
 
 from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
-from icl_bench.store import STORE_ENV, default_root
+from icl_bench.store import STORE_ENV, default_root, read_jsonl
 from icl_bench.tasks.text2sql.bird import BIRD_ENV, BirdText2SQL
 from icl_bench.tasks.text2sql.execution import (
     DB_KEY,
@@ -103,8 +103,9 @@ def test_hostile_sql_scores_zero_with_its_reason_and_never_changes_the_database(
         assert verdict.score == 0.0, sql
         assert verdict.reason.startswith(reason), (sql, verdict.reason)
         assert "\n" not in verdict.reason
-    assert metric([h[0].format(evil=evil) for h in HOSTILE], [gold] * len(HOSTILE)) == [0.0] * len(HOSTILE)
-    assert len(metric.last_reasons) == len(HOSTILE) and "match" not in metric.last_reasons
+    scores, reasons = metric.explained([h[0].format(evil=evil) for h in HOSTILE], [gold] * len(HOSTILE))
+    assert scores == [0.0] * len(HOSTILE) and metric([HOSTILE[0][0]], [gold]) == [0.0]
+    assert all(why.startswith(r) for why, (_, r) in zip(reasons, HOSTILE, strict=True))
     assert time.monotonic() - started < 20  # four 0.5 s deadlines, the rest instant
     assert digest(db) == before
     assert not evil.exists()
@@ -348,3 +349,8 @@ def test_synthetic_runs_end_to_end(tmp_path):
     board = json.loads((tmp_path / "suite" / "leaderboard.json").read_text())
     assert list(board["tasks"]) == ["text2sql-synthetic"]
     assert board["tasks"]["text2sql-synthetic"]["metric"] == "execution-match"
+    records = read_jsonl(tmp_path / "suite" / "results" / "text2sql-synthetic" / "tiny" / "base.jsonl")
+    for record in records:  # every example says why it scored as it did
+        why = record["reasons"]["execution-match"]
+        assert (why == "match") == (record["score"] == 1.0) and "\n" not in why
+    assert list((tmp_path / "store" / "text2sql").glob("synthetic-*.sqlite"))  # the database: in --store

@@ -1,5 +1,5 @@
 """`text2sql-bird`: BIRD (https://bird-bench.github.io/) train as the pool, dev as the test split, read
-from a local folder in the official layout named by `$ICL_BENCH_BIRD`:
+from a local folder in the official layout named by `--data-dir` or `$ICL_BENCH_BIRD`:
 
     train.json  train_databases/<db_id>/<db_id>.sqlite  dev.json  dev_databases/<db_id>/<db_id>.sqlite
 
@@ -25,11 +25,12 @@ FILES = {"train": "train", "test": "dev"}  # our split -> BIRD's
 class BirdText2SQL(Text2SQLTask):
     name = "text2sql-bird"
     description = "BIRD text-to-SQL (local folder, $ICL_BENCH_BIRD): train pool, dev test; execution match"
+    data_env = BIRD_ENV
 
     def root(self) -> Path:
         value = os.environ.get(BIRD_ENV)
         if not value:
-            raise UsageError(f"text2sql-bird needs ${BIRD_ENV} set to a folder with BIRD; {WHERE}")
+            raise UsageError(f"text2sql-bird needs BIRD's folder (--data-dir DIR or ${BIRD_ENV}); {WHERE}")
         return Path(value)
 
     def part(self, split: str) -> Path:

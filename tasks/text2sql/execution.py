@@ -73,7 +73,6 @@ class ExecutionMatch(Metric):
     def __init__(self, limits: Limits | None = None):
         self.limits = limits or Limits()
         self._gold: dict[tuple[str, str], Result] = {}
-        self.last_reasons: list[str] = []  # the reasons of the latest __call__, per example
 
     def gold(self, example: Example) -> Result:
         key = (str(example.meta.get(DB_KEY, "")), example.output)
@@ -99,10 +98,11 @@ class ExecutionMatch(Metric):
         how = "ordered rows" if ordered else "rows (as multisets)"
         return Verdict(0.0, f"mismatch: {how} differ ({len(predicted.rows)} vs {len(gold.rows)} rows)")
 
-    def explain(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[Verdict]:
-        return [self.judge(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+    def explained(
+        self, predictions: Sequence[str], examples: Sequence[Example]
+    ) -> tuple[list[float], list[str]]:
+        verdicts = [self.judge(p, ex) for p, ex in zip(predictions, examples, strict=True)]
+        return [v.score for v in verdicts], [v.reason for v in verdicts]
 
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]:
-        verdicts = self.explain(predictions, examples)
-        self.last_reasons = [v.reason for v in verdicts]
-        return [v.score for v in verdicts]
+        return self.explained(predictions, examples)[0]
