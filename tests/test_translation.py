@@ -9,9 +9,10 @@ from helpers import error_line, run_cli
 
 from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
+from icl_bench.hub import DATASETS_ENV
 from icl_bench.store import STORE_ENV, default_root
 from icl_bench.tasks import catalogues
-from icl_bench.tasks.translation import DATASETS_ENV, HubTranslation, Translation
+from icl_bench.tasks.translation import HubTranslation, Translation
 
 PO = r"""# a header comment
 msgid ""
@@ -175,9 +176,7 @@ def test_hub_loaders_map_columns_on_local_copies(tmp_path, monkeypatch, language
 
 
 @pytest.mark.parametrize("task", ["mt-en-de", "mt-en-hi", "mt-en-ta", "mt-en-lt"])
-def test_hub_tasks_without_the_hub_fail_with_one_line(monkeypatch, task):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv(DATASETS_ENV, raising=False)
+def test_hub_tasks_without_the_hub_fail_with_one_line(offline_hub, task):
     with pytest.raises(UsageError) as raised:
         plugins.tasks[task].check()
     message = str(raised.value)

