@@ -1,4 +1,5 @@
-"""Model registry: aliases -> where the weights come from, which modules LoRA adapts, how to load.
+"""Model registry: aliases -> where the weights come from, which modules LoRA adapts, how to load; and
+the anatomy of a decoder (`decoder_layers`, `logit_lens`) for per-layer objectives.
 
 Any Hugging Face hub id or local `from_pretrained` folder works too.  Built models (`tiny`) and the
 offline SmolLM2 fallback are materialised once into the artifact store as ordinary HF folders, so every
@@ -14,27 +15,34 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from icl_bench.errors import UsageError, unknown
 from icl_bench.hookspecs import hookimpl
 from icl_bench.packages import fetch
 from icl_bench.store import Store
 
+if TYPE_CHECKING:
+    import torch
+
 ATTENTION = ("q_proj", "k_proj", "v_proj")
 ATTENTION_MLP = (*ATTENTION, "o_proj", "gate_proj", "up_proj", "down_proj")
+KEY_VALUE = ("k_proj", "v_proj")
 HUB_HOST = "huggingface.co"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A model alias.  `source` is a hub id or local path; `build` (optional) writes an HF folder into a
-    directory and is used when the source cannot be reached (or always, when `source` is empty)."""
+    directory and is used when the source cannot be reached (or always, when `source` is empty).
+    `key_value` names the attention key and value projections (full-rank `adapt="key-value"`)."""
 
     name: str
     description: str
     source: str = ""
     lora_targets: tuple[str, ...] = ATTENTION
     lora_targets_wide: tuple[str, ...] = ATTENTION_MLP
+    key_value: tuple[str, ...] = KEY_VALUE
     build: Callable[[Path], None] | None = None
     build_id: str = ""
 
@@ -167,6 +175,41 @@ def load(reference: str, precision: str = "auto"):
     if torch.cuda.is_available():
         model = model.to("cuda")
     return model, tokenizer
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a training wrapper (DDP, a DeepSpeed engine) and a peft PeftModel."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+    """The decoder stack (with `.layers` and the final `.norm`) of a Llama-family causal LM."""
+    base = _unwrap(model)
+    decoder = getattr(base, "model", None)
+    if not (hasattr(decoder, "layers") and hasattr(decoder, "norm")):
+        raise UsageError(
+            f"unknown decoder architecture {type(base).__name__}: expected a Llama-family causal LM "
+            "with model.layers and model.norm"
+        )
+    return decoder
+
+
+def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks of `model` (a Llama-family causal LM, or a PeftModel of one), bottom to top."""
+    return list(_decoder(model).layers)
+
+
+def logit_lens(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Maps a hidden state [..., hidden] to vocabulary logits through the model's final norm and its
+    output embeddings, as the model maps its last layer's output."""
+    norm, head = _decoder(model).norm, _unwrap(model).get_output_embeddings()
+
+    def lens(hidden: torch.Tensor) -> torch.Tensor:
+        return head(norm(hidden))
+
+    return lens
 
 
 def build_tiny(folder: Path) -> None:

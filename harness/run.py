@@ -266,7 +266,8 @@ class Sweep:
 
     def train(self, setting: Setting) -> Path:
         """The trained model for (model, task data, regime and parameters, hyper-parameters, seed)."""
-        from icl_bench.train import run_job, train, write_job
+        from icl_bench.launch import run_job, write_job
+        from icl_bench.train import train
 
         inputs, config, plan = self.train_inputs(setting), self.train_config, self.plan
         if self.store.has("train", inputs):

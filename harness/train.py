@@ -1,40 +1,41 @@
 """The train stage: fine-tune a model on (prompt, completion) records, the loss on completion tokens only.
 
-One `transformers.Trainer` run, LoRA via `peft` (or full fine-tuning), AdamW with linear decay, seeded.
+One `transformers.Trainer` run, seeded: LoRA via `peft`, full fine-tuning, or full-rank training of the
+attention keys and values alone; AdamW (or SGD) with linear decay.  The objective is the causal-LM loss
+or SPEC 6's layer-causal loss (`layer_causal_loss`); the log keeps every step's per-layer gradient norms.
 Checkpoints go to a folder the caller keeps across interruptions, and a rerun resumes from the newest
 complete one.  The result is a standard folder: a PEFT adapter, or a full model and its tokenizer, plus
 `train_log.json`.  DeepSpeed ZeRO is the distributed engine: `zero_config` writes its config, and
-`launch_command` / `run_job` run this module under the `deepspeed` (or `torchrun`) launcher:
-
-    deepspeed --num_gpus 2 --module icl_bench.train --job JOB.json
+`icl_bench.launch` runs `train` under a launcher.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from icl_bench import environment
+from icl_bench import environment, models
 from icl_bench.errors import UsageError
-from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve, resolve_precision
-from icl_bench.store import read_jsonl, write_json, write_jsonl
+from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve_precision
+from icl_bench.store import write_json
 from icl_bench.validate import check_fields, is_int, is_number
 
-ADAPT = ("attention", "attention+mlp", "full")
-LAUNCHERS = ("deepspeed", "torchrun")
+if TYPE_CHECKING:
+    import torch
+
+ADAPT = ("attention", "attention+mlp", "full", "key-value")
+OBJECTIVES = ("causal-lm", "layer-causal")
+OPTIMIZERS = ("adamw_torch", "sgd")
 IGNORE = -100  # label id the loss skips
 KEEP_CHECKPOINTS = 2
 LOG = "train_log.json"
@@ -50,7 +51,14 @@ class TrainConfig:
     """Plain training settings.  `batch_size` is per process; `zero_stage` and `offload` apply only
     when training under DeepSpeed (`offload` moves the optimizer state, and at stage 3 the
     parameters, to CPU memory).  `snapshot_steps` > 0 keeps the adapter (or full model) every that
-    many optimizer steps and at the last step in `snapshots/step-N/` of the output (0: none)."""
+    many optimizer steps and at the last step in `snapshots/step-N/` of the output (0: none).
+
+    `adapt`: LoRA on the attention (+mlp) projections, `full` fine-tuning, or `key-value`: full-rank
+    training of the attention key and value projections alone (`ModelSpec.key_value`), all else frozen.
+    `objective`: `causal-lm`, or `layer-causal` (SPEC 6: every decoder layer learns from its own logit-lens
+    exit, its input detached; `layer_causal_loss`).  `clip`: `none` (the Trainer's L2 clip at 1.0, as
+    before this field), `linf:V` (every gradient element clamped to [-V, V]) or `l2:V` (global L2 norm at
+    most V).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper)."""
 
     lora_rank: int = 16
     lora_alpha: float = 32
@@ -70,6 +78,9 @@ class TrainConfig:
     zero_stage: int = 2
     offload: bool = False
     precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
+    objective: str = "causal-lm"
+    clip: str = "none"
+    optim: str = "adamw_torch"
 
     def __post_init__(self) -> None:
         checks = {
@@ -91,12 +102,18 @@ class TrainConfig:
             "zero_stage": is_int(self.zero_stage) and self.zero_stage in (0, 1, 2, 3),
             "offload": isinstance(self.offload, bool),
             "precision": self.precision in PRECISIONS,
+            "objective": self.objective in OBJECTIVES,
+            "clip": parse_clip(self.clip) is not None,
+            "optim": self.optim in OPTIMIZERS,
         }
         wanted = {
             "adapt": f"one of {', '.join(ADAPT)}",
             "lora_dropout": "in [0, 1)",
             "max_steps": "-1 (use epochs) or a positive integer",
             "precision": f"one of {', '.join(PRECISIONS)}",
+            "objective": f"one of {', '.join(OBJECTIVES)}",
+            "clip": "none, linf:V or l2:V with V a positive number",
+            "optim": f"one of {', '.join(OPTIMIZERS)}",
             "warmup_ratio": "in [0, 1)",
             "zero_stage": "0, 1, 2 or 3",
             "offload": "true or false",
@@ -115,15 +132,19 @@ class TrainConfig:
 
     @property
     def lora(self) -> bool:
-        return self.adapt != "full"
+        return self.adapt in ("attention", "attention+mlp")
 
     def key(self) -> dict[str, Any]:
         """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
         offload, which only change how the run is carried out); `snapshot_steps` changes what the
-        artifact holds (never the weights), so it is part of the key too."""
+        artifact holds (never the weights), so it is part of the key too.  objective, clip and optim
+        appear only when not at their defaults, so keys made before those fields existed still match."""
         fields = asdict(self) | {"precision": resolve_precision(self.precision)}
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
+        for name in ("objective", "clip", "optim"):
+            if fields[name] == TrainConfig.__dataclass_fields__[name].default:
+                del fields[name]
         if not self.lora:
             for name in ("lora_rank", "lora_alpha", "lora_dropout"):
                 del fields[name]
@@ -131,6 +152,18 @@ class TrainConfig:
 
 
 _INTS = {"lora_rank", "epochs", "batch_size", "grad_accum", "max_length", "seed", "save_steps"}
+
+
+def parse_clip(clip: str) -> tuple[str, float] | None:
+    """("none", 0.0), ("linf", V) or ("l2", V) for a `TrainConfig.clip` setting; None when malformed."""
+    if clip == "none":
+        return ("none", 0.0)
+    kind, _, bound = clip.partition(":") if isinstance(clip, str) else ("", "", "")
+    try:
+        value = float(bound)
+    except ValueError:
+        return None
+    return (kind, value) if kind in ("linf", "l2") and 0 < value < math.inf else None
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -179,6 +212,86 @@ class Collator:
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
 
 
+# ----------------------------------------------------------------------------------------- objectives
+
+
+def layer_causal_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) -> torch.Tensor:
+    """SPEC 6's layer-causal loss: every decoder layer's input is detached and its output read through the
+    logit lens; the label NLL (labels shifted as in the causal-LM loss, IGNORE skipped) is summed over the
+    layers, so layer l learns from its own exit only.  Each layer's term is the mean over label tokens, or
+    the sum over `num_items_in_batch` (the Trainer's count over an accumulated batch): the top layer's term
+    is the model's own loss.  `model` may be wrapped (PeftModel, DDP, a DeepSpeed engine)."""
+    import torch.nn.functional as F
+
+    layers, lens, exits = models.decoder_layers(model), models.logit_lens(model), []
+
+    def detach_input(module, args, kwargs):
+        if args:
+            return (args[0].detach(), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach()}
+
+    def keep_output(module, args, output):
+        exits.append(output[0] if isinstance(output, tuple) else output)
+
+    hooks = [layer.register_forward_pre_hook(detach_input, with_kwargs=True) for layer in layers]
+    hooks += [layer.register_forward_hook(keep_output) for layer in layers]
+    try:  # the model's own logits are not needed: keep only the last position's
+        model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), logits_to_keep=1)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    labels = batch["labels"][:, 1:]
+    kept = labels != IGNORE
+    count = kept.sum() if num_items_in_batch is None else num_items_in_batch
+    nll = [F.cross_entropy(lens(h[:, :-1][kept]).float(), labels[kept], reduction="sum") for h in exits]
+    return sum(nll) / count
+
+
+def _layer_grad_norms(layers: Sequence[torch.nn.Module]) -> list[float]:
+    """Each layer's gradient L2 norm over its trainable parameters (0.0 for none), to 6 digits."""
+    import torch
+
+    norms = []
+    for layer in layers:
+        grads = [p.grad for p in layer.parameters() if p.requires_grad and p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])) if grads else 0.0
+        norms.append(float(f"{float(norm):.6g}"))
+    return norms
+
+
+def _trainer(objective: str, layers: Sequence[torch.nn.Module], **kwargs):
+    """A `transformers.Trainer` for `objective` that also logs the per-layer gradient norms of every
+    optimizer step ("layer_grad_norms" in its log history, so a resumed run keeps the earlier ones)."""
+    from transformers import Trainer
+
+    class LayerTrainer(Trainer):
+        pending: list[float] | None = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if objective == "causal-lm":
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = layer_causal_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as Trainer: the count spans all processes
+            return (loss, None) if return_outputs else loss
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            # After the step's last backward and before any clipping.  Not under DeepSpeed: its engine
+            # keeps the gradients (ZeRO: partitioned) in its own buffers and steps inside backward, so
+            # p.grad holds no gradient to read; the log has no "layer_grad_norms" then.
+            if layers and not self.is_deepspeed_enabled and self.accelerator.sync_gradients:
+                self.pending = _layer_grad_norms(layers)
+            return loss
+
+        def log(self, logs, start_time=None):
+            if "loss" in logs and self.pending is not None:
+                logs["layer_grad_norms"], self.pending = self.pending, None
+            super().log(logs, start_time)
+
+    return LayerTrainer(**kwargs)
+
+
 # ------------------------------------------------------------------------------------------- training
 
 
@@ -209,13 +322,20 @@ def zero_config(config: TrainConfig) -> dict[str, Any]:
     return ds
 
 
-def _callbacks(learning_rate: float, description: str) -> list:
-    """The run's two TrainerCallbacks: a divergence guard and a progress bar (defined here so that
-    importing this module stays free of transformers)."""
+def _callbacks(learning_rate: float, description: str, linf: float | None = None) -> list:
+    """The run's TrainerCallbacks: an l-infinity gradient clip at `linf` (when given), a divergence guard
+    and a progress bar (defined here so that importing this module stays free of transformers)."""
+    import torch
     from rich.progress import Progress, TextColumn
     from transformers import TrainerCallback
 
     from icl_bench.progress import bar
+
+    class LinfClip(TrainerCallback):
+        """Clamps every gradient element to [-linf, linf] before the step (the Trainer's L2 clip is off)."""
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            torch.nn.utils.clip_grad_value_(model.parameters(), linf)
 
     class DivergenceGuard(TrainerCallback):
         """Raises TrainingDiverged at the first logged NaN/inf loss, before that step is checkpointed."""
@@ -256,7 +376,7 @@ def _callbacks(learning_rate: float, description: str) -> list:
                 self.progress.stop()
                 self.progress = None
 
-    return [DivergenceGuard(), ProgressBar()]
+    return [*([LinfClip()] if linf else []), DivergenceGuard(), ProgressBar()]
 
 
 def _snapshot_callback(folder: Path, every: int, tokenizer=None):
@@ -322,13 +442,18 @@ def train(
     """Fine-tune `reference` on `records` and write the result to `output`; resumes from `checkpoints`."""
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
 
     if not records:
         raise UsageError("train: no training records; build the regime's training set first")
     if deepspeed and config.zero_stage == 3 and config.snapshot_steps:
         raise UsageError("snapshots are not supported under ZeRO-3; set snapshot_steps=0 or zero_stage=2")
+    clip, bound = parse_clip(config.clip)
+    if deepspeed and clip == "linf":
+        raise UsageError(f"clip={config.clip} is not supported under DeepSpeed; use l2:V or train without it")
+    if deepspeed and config.offload and config.optim != "adamw_torch":
+        raise UsageError(f"offload trains with DeepSpeed's CPU AdamW, not {config.optim}; set offload=false")
     output, checkpoints = Path(output), Path(checkpoints)
     bf16 = resolve_precision(config.precision) == "bf16"
     with _environment(deepspeed):
@@ -343,7 +468,8 @@ def train(
             lr_scheduler_type="linear",
             warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
             weight_decay=config.weight_decay,
-            optim="adamw_torch",
+            optim=config.optim,
+            max_grad_norm={"none": 1.0, "l2": bound, "linf": 0.0}[clip],  # none: the Trainer's default
             seed=config.seed,
             data_seed=config.seed,
             bf16=bf16,
@@ -380,11 +506,26 @@ def train(
                 task_type="CAUSAL_LM",
             )
             model = get_peft_model(model, lora)
-        callbacks = _callbacks(config.learning_rate, f"train {spec.name}")
+        elif config.adapt == "key-value":  # full-rank training of the key and value projections only
+            for name, param in model.named_parameters():
+                param.requires_grad = name.split(".")[-2] in spec.key_value
+            if not any(param.requires_grad for param in model.parameters()):
+                raise UsageError(
+                    f"adapt=key-value: the model has no modules named {', '.join(spec.key_value)}"
+                )
+        try:  # for the per-layer gradient norms; the causal-LM objective trains any architecture
+            layers = models.decoder_layers(model)
+        except UsageError:
+            if config.objective != "causal-lm":
+                raise
+            layers = []
+        callbacks = _callbacks(config.learning_rate, f"train {spec.name}", bound if clip == "linf" else None)
         if config.snapshot_steps:  # kept beside the checkpoints, so a resumed run still has the early ones
             full = None if config.lora else tokenizer
             callbacks.insert(0, _snapshot_callback(checkpoints / SNAPSHOTS, config.snapshot_steps, full))
-        trainer = Trainer(
+        trainer = _trainer(
+            config.objective,
+            layers,
             model=model,
             args=args,
             data_collator=Collator(tokenizer.pad_token_id),
@@ -406,6 +547,7 @@ def train(
                 copy = shutil.ignore_patterns(".*")  # not a temporary folder of an interrupted save
                 shutil.copytree(checkpoints / SNAPSHOTS, output / SNAPSHOTS, ignore=copy, dirs_exist_ok=True)
             history = trainer.state.log_history
+            norms = [e["layer_grad_norms"] for e in history if "loss" in e and "layer_grad_norms" in e]
             write_json(
                 output / LOG,
                 {
@@ -422,7 +564,8 @@ def train(
                         for entry in history
                         if "loss" in entry
                     ],
-                },
+                }
+                | ({"layer_grad_norms": norms} if norms else {}),
             )
     return output
 
@@ -482,132 +625,3 @@ def load_trained(reference: str, output: Path, precision: str = "auto"):
         return model.eval(), tokenizer
     model, tokenizer = load(str(output), precision)
     return model.eval(), tokenizer
-
-
-# ---------------------------------------------------------------------------------------- distributed
-
-
-def write_job(
-    folder: Path,
-    *,
-    reference: str,
-    model: str,
-    records: Sequence[Mapping[str, str]],
-    config: TrainConfig,
-    output: Path,
-    checkpoints: Path,
-    deepspeed: bool = True,
-) -> Path:
-    """Write `records.jsonl` and `job.json` into `folder` for `main`; returns the job's path."""
-    folder = Path(folder)
-    write_jsonl(folder / "records.jsonl", records)
-    job = {
-        "reference": reference,
-        "model": model,
-        "records_path": str((folder / "records.jsonl").resolve()),
-        "config": asdict(config),
-        "output": str(Path(output).resolve()),
-        "checkpoints": str(Path(checkpoints).resolve()),
-        "deepspeed": deepspeed,
-    }
-    write_json(folder / "job.json", job)
-    return folder / "job.json"
-
-
-def launch_command(
-    job: Path,
-    *,
-    num_gpus: int | None = None,
-    hostfile: Path | None = None,
-    launcher: str = "deepspeed",
-    master_port: int | None = None,
-) -> list[str]:
-    """The command that runs `python -m icl_bench.train --job JOB` once per device (on CPU: per process).
-    deepspeed: `--num_gpus N` (alias `--num_accelerators`) processes per node, over the nodes of
-    `--hostfile` when given; torchrun: `--standalone --nproc_per_node N`, one node only."""
-    if num_gpus is not None and (not is_int(num_gpus) or num_gpus < 1):
-        raise UsageError(f"--num-gpus must be a positive integer, got {num_gpus!r}")
-    if launcher == "deepspeed":
-        command = [_executable("deepspeed")]
-        if hostfile is not None:
-            if not Path(hostfile).is_file():
-                raise UsageError(f"hostfile {hostfile} does not exist; write lines like `worker-1 slots=8`")
-            command += ["--hostfile", str(hostfile)]
-        if num_gpus is not None:
-            command += ["--num_gpus", str(num_gpus)]
-        command += ["--master_port", str(master_port or free_port()), "--module"]
-    elif launcher == "torchrun":
-        if hostfile is not None:
-            raise UsageError("a hostfile needs --launcher deepspeed; torchrun here runs on one node")
-        command = [_executable("torchrun"), "--standalone", "--nproc_per_node", str(num_gpus or 1), "-m"]
-    else:
-        raise UsageError(f"unknown launcher {launcher!r}; known launchers: {', '.join(LAUNCHERS)}")
-    return [*command, "icl_bench.train", "--job", str(Path(job).resolve())]
-
-
-def _executable(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.is_file() else shutil.which(name)
-    if not found:
-        raise UsageError(f"the `{name}` launcher is not installed; pip install deepspeed (torchrun: torch)")
-    return found
-
-
-def run_job(
-    job: Path,
-    *,
-    num_gpus: int | None = None,
-    hostfile: Path | None = None,
-    launcher: str = "deepspeed",
-    env: Mapping[str, str] | None = None,
-) -> Path:
-    """Run a job under the launcher; its output folder, or the workers' error as one line."""
-    job = Path(job)
-    output = Path(json.loads(job.read_text())["output"])
-    failure = _error_file(job)
-    failure.unlink(missing_ok=True)
-    command = launch_command(job, num_gpus=num_gpus, hostfile=hostfile, launcher=launcher)
-    code = subprocess.run(command, env={**os.environ, **(env or {})}).returncode
-    if code == 0 and (output / LOG).is_file():
-        return output
-    error = json.loads(failure.read_text()) if failure.is_file() else {}
-    message = error.get("message") or f"{launcher} exited with status {code}; see its output above"
-    kind = {"UsageError": UsageError, "TrainingDiverged": TrainingDiverged}.get(error.get("type"))
-    if kind is not None:
-        raise kind(message)
-    raise RuntimeError(f"training job {job} failed: {message}")
-
-
-def _error_file(job: Path) -> Path:
-    return job.with_suffix(".error.json")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m icl_bench.train --job JOB.json`: one training process (the launcher starts one each)."""
-    parser = argparse.ArgumentParser(prog="python -m icl_bench.train", description=main.__doc__)
-    parser.add_argument("--job", required=True, type=Path, help="job JSON written by write_job")
-    parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
-    args = parser.parse_args(argv)
-    try:
-        try:
-            job = json.loads(args.job.read_text())
-            inputs = (job["reference"], resolve(job["model"]), read_jsonl(Path(job["records_path"])))
-            config = TrainConfig(**job.get("config", {}))
-            folders = (Path(job["output"]), Path(job["checkpoints"]))
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"bad training job {args.job}: {type(error).__name__}: {error}") from None
-        train(*inputs, config, *folders, deepspeed=bool(job.get("deepspeed", True)))
-    except (UsageError, TrainingDiverged) as error:
-        line = str(error).splitlines()[0]
-        write_json(_error_file(args.job), {"type": type(error).__name__, "message": line})
-        print(f"error: {line}", file=sys.stderr)
-        return 1
-    except Exception as error:
-        line = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-        write_json(_error_file(args.job), {"type": "RuntimeError", "message": line})
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,7 @@
-"""The train stage on the `tiny` model: LoRA learns and touches only the adapter, labels cover the completion
-only, an interrupted run resumes, a NaN loss stops the run, and DeepSpeed ZeRO-2 trains on CPU in one and
-in two processes (the last two are marked `deepspeed`)."""
+"""The train stage on the `tiny` model: LoRA learns and touches only the adapter (key-value training only
+the keys and values), labels cover the completion only, an interrupted run resumes, a NaN loss stops the
+run, config keys stay stable, and DeepSpeed ZeRO-2 trains on CPU in one and in two processes (the last two
+are marked `deepspeed`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
+from icl_bench.launch import launch_command, main, run_job, write_job
 from icl_bench.models import load, materialize, resolve, resolve_precision
 from icl_bench.store import Store
 from icl_bench.train import (
@@ -23,12 +25,8 @@ from icl_bench.train import (
     TrainConfig,
     TrainingDiverged,
     encode,
-    launch_command,
     load_trained,
-    main,
-    run_job,
     train,
-    write_job,
     zero_config,
 )
 
@@ -75,6 +73,8 @@ def test_lora_learns_and_changes_only_the_adapted_weights(tiny, records, tmp_pat
 
     log = read_log(output)
     assert log["steps"] == len(log["losses"]) == 16 and log["resumed_from"] is None
+    norms = log["layer_grad_norms"]  # every layer holds adapted weights, so every norm is positive
+    assert len(norms) == 16 and all(len(row) == 2 and min(row) > 0 for row in norms)
     tensors = load_file(output / "adapter_model.safetensors")
     assert tensors and all(".lora_A." in name or ".lora_B." in name for name in tensors)
     assert {name.split(".lora_")[0].rsplit(".", 1)[1] for name in tensors} == set(spec.lora_targets)
@@ -154,14 +154,71 @@ def test_nan_loss_raises_training_diverged(tiny, records, tmp_path):
 
 
 def test_config_validation_and_key():
-    with pytest.raises(UsageError, match="adapt must be one of attention, attention\\+mlp, full"):
+    with pytest.raises(UsageError, match="adapt must be one of attention, attention\\+mlp, full, key-value"):
         TrainConfig(adapt="everything")
     for field, value in [("lora_rank", 0), ("learning_rate", -1.0), ("max_steps", 0), ("zero_stage", 4)]:
         with pytest.raises(UsageError, match=f"train config: {field} must be"):
             TrainConfig(**{field: value})
+    allowed = {
+        "objective": "one of causal-lm, layer-causal",
+        "clip": "none, linf:V or l2:V with V a positive number",
+        "optim": "one of adamw_torch, sgd",
+    }
+    bad = [("objective", "layer"), ("clip", "linf:x"), ("clip", "l3:1"), ("clip", "l2:0"), ("optim", "adam")]
+    for field, value in bad:
+        with pytest.raises(UsageError) as error:
+            TrainConfig(**{field: value})
+        assert str(error.value) == f"train config: {field} must be {allowed[field]}, got {value!r}"
     key = TrainConfig().key()
     assert key["lora_rank"] == 16 and key["adapt"] == "attention" and "save_steps" not in key
     assert "lora_rank" not in TrainConfig(adapt="full").key()
+    assert "lora_rank" not in TrainConfig(adapt="key-value").key()
+
+
+def test_keys_of_existing_configs_are_unchanged():
+    """Committed leaderboards and users' stores are keyed by TrainConfig.key(): the new fields join the
+    key only when set away from their defaults."""
+    key = TrainConfig(precision="fp32").key()
+    assert json.dumps(key) == json.dumps(
+        {
+            "lora_rank": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.05,
+            "adapt": "attention",
+            "learning_rate": 0.0002,
+            "epochs": 1,
+            "batch_size": 2,
+            "grad_accum": 1,
+            "max_steps": -1,
+            "warmup_ratio": 0.0,
+            "weight_decay": 0.0,
+            "max_length": 1024,
+            "seed": 0,
+            "snapshot_steps": 0,
+            "precision": "fp32",
+        }
+    )
+    assert TrainConfig().key() == key | {"precision": resolve_precision("auto")}
+    changed = TrainConfig(precision="fp32", objective="layer-causal", clip="linf:12.0", optim="sgd").key()
+    assert changed == key | {"objective": "layer-causal", "clip": "linf:12.0", "optim": "sgd"}
+
+
+def test_key_value_trains_only_the_keys_and_values(tiny, records, tmp_path):
+    reference, spec = tiny
+    config = TrainConfig(adapt="key-value", learning_rate=1e-2, max_steps=2, save_steps=100)
+    output = train(reference, spec, records, config, tmp_path / "out", tmp_path / "checkpoints")
+    assert (output / "model.safetensors").is_file() and not (output / "adapter_config.json").exists()
+    base, _ = load(reference)
+    trained, _ = load_trained(reference, output)
+    changed = {
+        name
+        for name, weight in trained.state_dict().items()
+        if not torch.equal(weight, base.state_dict()[name])
+    }
+    layers = base.config.num_hidden_layers
+    assert changed == {
+        f"model.layers.{n}.self_attn.{m}.weight" for n in range(layers) for m in spec.key_value
+    }
 
 
 def test_zero_config_shapes():
@@ -184,7 +241,7 @@ def test_launch_commands(tmp_path):
     job = tmp_path / "job.json"
     command = launch_command(job, num_gpus=2, master_port=29511)
     assert os.path.basename(command[0]) == "deepspeed"
-    tail = ["icl_bench.train", "--job", str(job)]
+    tail = ["icl_bench.launch", "--job", str(job)]
     assert command[1:] == ["--num_gpus", "2", "--master_port", "29511", "--module", *tail]
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("worker-0 slots=8\nworker-1 slots=8\n")
@@ -214,7 +271,7 @@ def test_a_failed_job_is_one_line(tiny, records, tmp_path, monkeypatch, capsys):
         assert command[-2:] == ["--job", str(job)]
         return subprocess.CompletedProcess(command, main(command[-2:]))
 
-    monkeypatch.setattr("icl_bench.train.subprocess.run", launcher)
+    monkeypatch.setattr("icl_bench.launch.subprocess.run", launcher)
     with pytest.raises(UsageError, match=r"^unknown model 'no-such-model'"):
         run_job(job, num_gpus=2)
 
@@ -233,6 +290,7 @@ def test_deepspeed_zero2_one_process(tiny, records, reference_run, tmp_path):
     assert main(["--job", str(job)]) == 0  # deepspeed=True, no launcher: a one-process gloo group
     log = read_log(tmp_path / "out")
     assert log["deepspeed"]["zero_optimization"]["stage"] == 2 and log["world_size"] == 1
+    assert "layer_grad_norms" not in log  # the engine keeps the gradients to itself
     plain = [e["loss"] for e in read_log(reference_run / "out")["losses"]]
     # the same optimisation (in bf16 DeepSpeed keeps the LoRA weights in bf16, the Trainer in fp32)
     assert [e["loss"] for e in log["losses"]] == pytest.approx(
