@@ -162,7 +162,7 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, pythonpath
         text=True,
         env=full_env,
         cwd=cwd,
-        timeout=180,
+        timeout=600,  # a guard against hangs, not a speed test (a loaded 2-core machine is slow)
     )
 
 
