@@ -336,6 +336,36 @@ def cmd_theory(args: argparse.Namespace) -> None:
     console.print(f"theory: {result.seconds:.1f} s")
 
 
+def cmd_analyze(args: argparse.Namespace) -> None:
+    from icl_bench.alignment import AlignmentConfig, analyze, render
+    from icl_bench.alignment.report import rich_table
+    from icl_bench.progress import out, quiet_libraries
+    from icl_bench.store import writable, write_atomic
+
+    quiet_libraries()
+    tasks = csv_names(args.tasks)
+    for name in tasks:
+        plugins.tasks[name]  # an unknown name fails here, listing the known ones
+    store = store_of(args, tasks)
+    folder = writable(Path(args.out), "--out")
+    defaults = AlignmentConfig()
+    config = AlignmentConfig(
+        k=args.k,
+        max_test=args.max_test,
+        seed=args.seed,
+        precision=args.precision,
+        learning_rate=args.learning_rate or defaults.learning_rate,
+        epochs=args.epochs or defaults.epochs,
+    )
+    for name in tasks:
+        plugins.tasks[name].check()  # the data, before any training
+    results = [analyze(plugins.tasks[name], args.model, config, store) for name in tasks]
+    out.print(rich_table(results), soft_wrap=False)
+    for name, data in render(results).items():
+        write_atomic(folder / name, data)
+        print(folder / name)
+
+
 def paraphrase_arguments(parser: argparse.ArgumentParser, model_flag: str = "--paraphrase-model") -> None:
     from icl_bench.paraphrase import DEFAULT_MODEL
 
@@ -483,6 +513,25 @@ def build_parser() -> Parser:
     theory.add_argument("--steps", type=int, default=1500, help="Adam steps per model")
     theory.add_argument("--out", default="leaderboards/theory", help="folder for theory.json/.md/.png")
     theory.set_defaults(func=cmd_theory)
+
+    analysis = sub.add_parser(
+        "analyze", help="ft-vs-icl: how ICL aligns with fine-tuning (SimAOU, SimAM, ...)"
+    )
+    analysis.add_argument("analysis", choices=("ft-vs-icl",))
+    analysis.add_argument("--tasks", default="mr-offline", help="comma-separated classification tasks")
+    analysis.add_argument("--model", default="smollm2-135m", help="model alias, hub id or folder")
+    analysis.add_argument("--k", type=positive, default=32, help="demonstrations (ICL and fine-tuning)")
+    analysis.add_argument("--max-test", type=positive, help="at most N test examples per task")
+    analysis.add_argument("--seed", type=int, default=0)
+    analysis.add_argument("--learning-rate", type=float, help="fine-tuning learning rate (default 0.01, SGD)")
+    analysis.add_argument("--epochs", type=positive, help="fine-tuning epochs (default 3)")
+    analysis.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    analysis.add_argument("--store", help="artifact store folder")
+    data_arguments(analysis)
+    analysis.add_argument(
+        "--out", default="leaderboards/ft-vs-icl", help="folder for the tables and heatmaps"
+    )
+    analysis.set_defaults(func=cmd_analyze)
     return parser
 
 
