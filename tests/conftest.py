@@ -37,6 +37,16 @@ def offline_hub(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """(reference, spec) of the harness's own `tiny` model, built once per session."""
+    from icl_bench.models import materialize, resolve
+    from icl_bench.store import Store
+
+    spec = resolve("tiny")
+    return materialize(spec, Store(tmp_path_factory.mktemp("tiny-store"))), spec
+
+
+@pytest.fixture(scope="session")
 def words_task() -> WordsTask:
     return build_words_task()
 

@@ -174,3 +174,10 @@ def error_line(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("icl-bench: error: "), lines[0]
     return lines[0]
+
+
+def reverse_records(n: int, seed: int) -> list[dict[str, str]]:
+    """`n` 'reverse the word' training records: the completion is the gold continuation of the prompt."""
+    rng = random.Random(seed)
+    words = ["".join(rng.choice("abcdefgh") for _ in range(4)) for _ in range(n)]
+    return [{"prompt": f"Reverse: {w}\nOutput:", "completion": " " + w[::-1]} for w in words]

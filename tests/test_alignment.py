@@ -12,20 +12,20 @@ from helpers import run_cli
 from icl_bench import Example, plugins
 from icl_bench.alignment import Recorder, metrics
 from icl_bench.alignment.analysis import Prompter
-from icl_bench.models import decoder_layers, load, materialize, resolve
-from icl_bench.store import STORE_ENV, Store, default_root
+from icl_bench.models import decoder_layers, load
+from icl_bench.store import STORE_ENV, default_root
 
 PROMPT = "Review: a fine, warm film\nSentiment:"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    model, tokenizer = load(materialize(resolve("tiny"), Store(tmp_path_factory.mktemp("store"))), "fp32")
+def tiny_model(tiny):
+    model, tokenizer = load(tiny[0], "fp32")
     return model.eval(), tokenizer
 
 
-def test_attention_output_plus_the_residual_is_the_state_after_attention(tiny):
-    model, tokenizer = tiny
+def test_attention_output_plus_the_residual_is_the_state_after_attention(tiny_model):
+    model, tokenizer = tiny_model
     ids = tokenizer(PROMPT)["input_ids"]
     inputs, after = {}, {}
     hooks = []
@@ -54,10 +54,10 @@ def test_attention_output_plus_the_residual_is_the_state_after_attention(tiny):
     assert not np.allclose(recording.attention_output[0], 0)
 
 
-def test_recorded_logits_softmax_to_the_eager_attention_probabilities(tiny):
+def test_recorded_logits_softmax_to_the_eager_attention_probabilities(tiny_model):
     import torch
 
-    model, tokenizer = tiny
+    model, tokenizer = tiny_model
     ids = tokenizer(PROMPT)["input_ids"]
     before = model.config._attn_implementation
     with Recorder(model) as record:
@@ -78,8 +78,8 @@ def test_recorded_logits_softmax_to_the_eager_attention_probabilities(tiny):
     np.testing.assert_allclose(recording.log_probs, expected, atol=1e-4)
 
 
-def test_a_shared_prefix_cache_records_the_same_as_the_whole_prompt(tiny):
-    model, tokenizer = tiny
+def test_a_shared_prefix_cache_records_the_same_as_the_whole_prompt(tiny_model):
+    model, tokenizer = tiny_model
     prompts = [PROMPT, PROMPT.replace("warm", "dull")]
     with Recorder(model) as record:
         whole = [record(tokenizer(p)["input_ids"]) for p in prompts]
@@ -92,8 +92,8 @@ def test_a_shared_prefix_cache_records_the_same_as_the_whole_prompt(tiny):
         np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-4)
 
 
-def test_query_positions_are_the_targets_own_tokens(tiny):
-    _, tokenizer = tiny
+def test_query_positions_are_the_targets_own_tokens(tiny_model):
+    _, tokenizer = tiny_model
     task = plugins.tasks["mr-offline"]
     demos = [Example(f"d{i}", f"demo {i} was fine", "positive") for i in range(3)]
     target = Example("t", "a dull, long film", "negative")

@@ -7,31 +7,22 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import reverse_records
 from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
-from icl_bench.models import decoder_layers, load, logit_lens, materialize, resolve
-from icl_bench.store import Store
+from icl_bench.models import decoder_layers, load, logit_lens
 from icl_bench.train import IGNORE, Collator, TrainConfig, encode, layer_causal_loss, train
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    spec = resolve("tiny")
-    return materialize(spec, Store(tmp_path_factory.mktemp("store"))), spec
-
-
-@pytest.fixture(scope="module")
 def records():
-    rng = random.Random(1)
-    words = ["".join(rng.choice("abcdefgh") for _ in range(4)) for _ in range(8)]
-    return [{"prompt": f"Reverse: {w}\nOutput:", "completion": " " + w[::-1]} for w in words]
+    return reverse_records(8, seed=1)
 
 
 @pytest.fixture()

@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import subprocess
 
 import pytest
 import torch
+from helpers import reverse_records
 from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
 from icl_bench.launch import launch_command, main, run_job, write_job
-from icl_bench.models import load, materialize, resolve, resolve_precision
-from icl_bench.store import Store
+from icl_bench.models import load, resolve_precision
 from icl_bench.train import (
     IGNORE,
     Collator,
@@ -34,17 +33,8 @@ FAST = {"learning_rate": 1e-2, "max_steps": 4, "save_steps": 2}
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    spec = resolve("tiny")
-    return materialize(spec, Store(tmp_path_factory.mktemp("store"))), spec
-
-
-@pytest.fixture(scope="module")
 def records():
-    """16 'reverse the word' records: the completion is the gold continuation after the prompt."""
-    rng = random.Random(0)
-    words = ["".join(rng.choice("abcdefgh") for _ in range(4)) for _ in range(16)]
-    return [{"prompt": f"Reverse: {w}\nOutput:", "completion": " " + w[::-1]} for w in words]
+    return reverse_records(16, seed=0)
 
 
 @pytest.fixture(scope="module")
