@@ -204,6 +204,9 @@ def plan_of(args: argparse.Namespace):
         hostfile=Path(args.hostfile) if args.hostfile else None,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
+        max_test=args.max_test,
+        max_pool=args.max_pool,
+        epochs=args.epochs,
         paraphraser=args.paraphraser,
         paraphrase_model=args.paraphrase_model,
         metric=args.metric,
@@ -397,6 +400,11 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
     parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
+    parser.add_argument("--max-test", type=positive, help="override the size preset's test examples")
+    parser.add_argument("--max-pool", type=positive, help="override the size preset's pool examples")
+    parser.add_argument(
+        "--epochs", type=positive, help="override the size preset's training contexts per pool example"
+    )
     parser.add_argument("--store", help="artifact store folder")
     data_arguments(parser)
     parser.add_argument("--metric", help="primary metric instead of each task's (e.g. comet)")

@@ -70,6 +70,9 @@ class Plan:
     hostfile: Path | None = None
     batch_size: int = 16
     learning_rate: float | None = None  # overrides the size preset's
+    max_test: int | None = None  # overrides the size preset's test examples per split
+    max_pool: int | None = None  # ... its pool examples
+    epochs: int | None = None  # ... its training contexts per pool example
     paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
     paraphrase_model: str = paraphrase.DEFAULT_MODEL
     metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
@@ -151,8 +154,10 @@ class Sweep:
     def __init__(self, plan: Plan, store: Store):
         size = size_of(plan.size)
         self.plan, self.store, self.results = plan, store, plan.out / "results"
+        overrides = {"max_test": plan.max_test, "max_pool": plan.max_pool, "epochs": plan.epochs}
         self.contexts_config = replace(
             size.contexts,
+            **{name: value for name, value in overrides.items() if value is not None},
             k=plan.k,
             seed=plan.seed,
             paraphraser=plan.paraphraser,

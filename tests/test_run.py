@@ -178,3 +178,16 @@ def test_run_trains_under_the_deepspeed_launcher(tmp_path):
     assert log["deepspeed"] is not None and log["steps"] == 4
     assert [step for step, _ in snapshots(trained)] == [2, 4]  # ZeRO-2 snapshots of the smoke preset
     assert (out / "results" / "synthetic-alignment" / "tiny" / "zero.jsonl").is_file()
+
+
+def test_size_overrides_reach_the_contexts_and_keep_the_rest_of_the_preset(tmp_path):
+    from icl_bench.run import SIZES, Sweep
+
+    options = ["--max-test", "3", "--max-pool", "9", "--epochs", "2", "--store", str(tmp_path / "store")]
+    args = cli.build_parser().parse_args(["run", "--models", "tiny", "--size", "smoke", *options])
+    plan, store = cli.plan_of(args)
+    config = Sweep(plan, store).contexts_config
+    assert (config.max_test, config.max_pool, config.epochs) == (3, 9, 2)
+    assert config.k == SIZES["smoke"].contexts.k
+    plain = Sweep(replace(plan, max_test=None, max_pool=None, epochs=None), store).contexts_config
+    assert plain == replace(config, max_test=6, max_pool=24, epochs=1)  # the smoke preset's
