@@ -56,9 +56,9 @@ class TrainConfig:
     `adapt`: LoRA on the attention (+mlp) projections, `full` fine-tuning, or `key-value`: full-rank
     training of the attention key and value projections alone (`ModelSpec.key_value`), all else frozen.
     `objective`: `causal-lm`, or `layer-causal` (SPEC 6: every decoder layer learns from its own logit-lens
-    exit, its input detached; `layer_causal_loss`).  `clip`: `none` (the Trainer's L2 clip at 1.0, as
-    before this field), `linf:V` (every gradient element clamped to [-V, V]) or `l2:V` (global L2 norm at
-    most V).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper)."""
+    exit, its input detached; `layer_causal_loss`).  `clip`: `l2:V` (global L2 norm at most V; the
+    default `l2:1.0` is the Trainer's own), `linf:V` (every gradient element clamped to [-V, V]) or `none`
+    (no clipping at all).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper)."""
 
     lora_rank: int = 16
     lora_alpha: float = 32
@@ -79,7 +79,7 @@ class TrainConfig:
     offload: bool = False
     precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
     objective: str = "causal-lm"
-    clip: str = "none"
+    clip: str = "l2:1.0"
     optim: str = "adamw_torch"
 
     def __post_init__(self) -> None:
@@ -112,7 +112,7 @@ class TrainConfig:
             "max_steps": "-1 (use epochs) or a positive integer",
             "precision": f"one of {', '.join(PRECISIONS)}",
             "objective": f"one of {', '.join(OBJECTIVES)}",
-            "clip": "none, linf:V or l2:V with V a positive number",
+            "clip": "l2:V, linf:V (V a positive number) or none",
             "optim": f"one of {', '.join(OPTIMIZERS)}",
             "warmup_ratio": "in [0, 1)",
             "zero_stage": "0, 1, 2 or 3",
@@ -469,7 +469,7 @@ def train(
             warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
             weight_decay=config.weight_decay,
             optim=config.optim,
-            max_grad_norm={"none": 1.0, "l2": bound, "linf": 0.0}[clip],  # none: the Trainer's default
+            max_grad_norm={"none": 0.0, "l2": bound, "linf": 0.0}[clip],  # 0: the Trainer does not clip
             seed=config.seed,
             data_seed=config.seed,
             bf16=bf16,

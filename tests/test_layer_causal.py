@@ -140,3 +140,21 @@ def test_layer_causal_training_with_an_linf_clip(tiny, records, tmp_path):
         assert all(name.rsplit(".", 2)[-2] in spec.key_value for name, d in moved.items() if d.max() > 0)
         largest = max(d.max().item() for d in moved.values())
         assert step * 0.999 < largest <= step * 1.001 + 1e-8
+
+
+@pytest.mark.parametrize("clip", ["none", "l2:0.01"])
+def test_clip_none_leaves_the_step_unclipped_and_l2_bounds_it(tiny, records, tmp_path, clip):
+    """One plain SGD step at lr 1 moves the trained weights by exactly the gradient: its full L2 norm
+    without clipping, at most the bound with `l2:V`."""
+    reference, spec = tiny
+    config = TrainConfig(
+        adapt="key-value", optim="sgd", clip=clip, learning_rate=1.0, max_steps=1, save_steps=100,
+        snapshot_steps=1, precision="fp32", warmup_ratio=0.0,
+    )  # fmt: skip
+    output = train(reference, spec, records, config, tmp_path / "out", tmp_path / "checkpoints")
+    entry = json.loads((output / "train_log.json").read_text())["losses"][0]
+    before = load_file(Path(reference) / "model.safetensors")
+    after = load_file(output / "snapshots" / "step-1" / "model.safetensors")
+    moved = math.sqrt(sum(float(((after[n] - before[n]) ** 2).sum()) for n in before))
+    expected = entry["learning_rate"] * (entry["grad_norm"] if clip == "none" else 0.01)
+    assert entry["grad_norm"] > 0.01 and moved == pytest.approx(expected, rel=1e-3)

@@ -151,7 +151,7 @@ def test_config_validation_and_key():
             TrainConfig(**{field: value})
     allowed = {
         "objective": "one of causal-lm, layer-causal",
-        "clip": "none, linf:V or l2:V with V a positive number",
+        "clip": "l2:V, linf:V (V a positive number) or none",
         "optim": "one of adamw_torch, sgd",
     }
     bad = [("objective", "layer"), ("clip", "linf:x"), ("clip", "l3:1"), ("clip", "l2:0"), ("optim", "adam")]

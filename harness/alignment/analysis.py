@@ -62,7 +62,7 @@ class AlignmentConfig:
             adapt=self.adapt,
             optim=self.optim,
             objective=objective,
-            clip=self.clip if clipped else "none",
+            clip=self.clip if clipped else "none",  # SGD as Dai et al.: no clipping
             learning_rate=self.learning_rate,
             epochs=self.epochs,
             batch_size=self.batch_size,
