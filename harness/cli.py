@@ -347,9 +347,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
     quiet_libraries()
     tasks = csv_names(args.tasks)
-    for name in tasks:
-        plugins.tasks[name]  # an unknown name fails here, listing the known ones
-    store = store_of(args, tasks)
+    store = store_of(args, tasks)  # an unknown task fails here, listing the known ones
     folder = writable(Path(args.out), "--out")
     defaults = AlignmentConfig()
     config = AlignmentConfig(

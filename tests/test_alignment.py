@@ -92,6 +92,28 @@ def test_a_shared_prefix_cache_records_the_same_as_the_whole_prompt(tiny_model):
         np.testing.assert_allclose(a.log_probs, b.log_probs, atol=1e-4)
 
 
+def test_recorders_of_two_models_open_together_each_record_their_own(tiny, tiny_model):
+    import torch
+
+    model, tokenizer = tiny_model
+    other = load(tiny[0], "fp32")[0].eval()
+    with torch.no_grad():
+        for param in other.parameters():
+            param.mul_(1.5)
+    ids = tokenizer(PROMPT)["input_ids"]
+    alone = []
+    for m in (model, other):
+        with Recorder(m) as record:
+            alone.append(record(ids))
+    with Recorder(model) as first, Recorder(other) as second:
+        together = [first(ids), second(ids)]
+    for a, b in zip(alone, together, strict=True):
+        np.testing.assert_allclose(a.attention_output, b.attention_output, atol=1e-6)
+        for x, y in zip(a.logits, b.logits, strict=True):
+            np.testing.assert_allclose(x, y, atol=1e-6)
+    assert not np.allclose(together[0].logits[1], together[1].logits[1])
+
+
 def test_query_positions_are_the_targets_own_tokens(tiny_model):
     _, tokenizer = tiny_model
     task = plugins.tasks["mr-offline"]

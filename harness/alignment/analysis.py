@@ -11,6 +11,7 @@ word with the highest log-likelihood.  The recordings of `hooks.py` give SimAOU 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -245,36 +246,53 @@ def analyze(task: Task, model_name: str, config: AlignmentConfig, store: Store) 
     result.predictions = {name: [] for name in names}
     kept: list[int] = []
     shared = shared_prefix(prompter, demos, tests)
-    with Recorder(base) as record:
+    with contextlib.ExitStack() as stack:
+        record = stack.enter_context(Recorder(base))
+        tuned = {setting: stack.enter_context(Recorder(model)) for setting, model in models.items()}
         cache = record.prefix(shared) if shared else None
-    for target in track(tests, f"{task.name}: record ZSL, ICL, FT"):
-        zsl_ids, zsl_query, _ = prompter.encode([], target)
-        icl_ids, icl_query, n_demos = prompter.encode(demos, target)
-        kept.append(n_demos)
-        fits = shared and len(icl_ids) > len(shared) and icl_ids[: len(shared)] == shared
-        reuse = cache if fits else None
-        with Recorder(base) as record:
-            zsl, icl = record(zsl_ids), record(icl_ids, reuse)
-        recordings = {"zsl": zsl, "icl": icl}
-        for setting, model in models.items():
-            with Recorder(model) as record:
-                recordings[setting] = record(zsl_ids)
-        result.ids.append(target.id)
-        result.predictions["gold"].append(target.output)
-        for setting, recording in recordings.items():
-            model = base if setting in ("zsl", "icl") else models[setting]
-            ids = icl_ids if setting == "icl" else zsl_ids
-            result.predictions[setting].append(prompter.predict(model, ids, recording))
-        m_zsl, m_icl = align_queries(zsl.query_logits(zsl_query), icl.query_logits(icl_query))
-        layers = zsl.attention_output
-        add = lambda name, values: result.per_layer.setdefault(name, Sums()).add(values)  # noqa: E731
-        add("simaou/random", metrics.simaou(icl.attention_output, layers, metrics.random_update(layers, rng)))
-        add("simam/zsl", metrics.simam(m_icl, m_zsl))
-        for setting in FINE_TUNED:
-            tuned = recordings[setting]
-            m_ft = align_queries(tuned.query_logits(zsl_query), m_icl)[0]
-            add(f"simaou/{setting}", metrics.simaou(icl.attention_output, layers, tuned.attention_output))
-            add(f"simam/{setting}", metrics.simam(m_icl, m_ft))
-            add(f"simam-delta/{setting}", metrics.simam_delta(m_icl, m_zsl, m_ft))
+        for target in track(tests, f"{task.name}: record ZSL, ICL, FT"):
+            zsl_ids, zsl_query, _ = prompter.encode([], target)
+            icl_ids, icl_query, n_demos = prompter.encode(demos, target)
+            kept.append(n_demos)
+            fits = shared and len(icl_ids) > len(shared) and icl_ids[: len(shared)] == shared
+            recorded = {
+                "zsl": (record, record(zsl_ids)),
+                "icl": (record, record(icl_ids, cache if fits else None)),
+                **{setting: (recorder, recorder(zsl_ids)) for setting, recorder in tuned.items()},
+            }
+            measure(result, prompter, recorded, (zsl_ids, zsl_query), (icl_ids, icl_query), rng)
+            result.ids.append(target.id)
+            result.predictions["gold"].append(target.output)
     result.config["demonstrations_kept"] = {"min": min(kept, default=0), "max": max(kept, default=0)}
     return result
+
+
+def measure(
+    result: TaskAlignment,
+    prompter: Prompter,
+    recorded: dict[str, tuple[Recorder, Recording]],
+    zsl_prompt: tuple[list[int], list[int]],
+    icl_prompt: tuple[list[int], list[int]],
+    rng: np.random.Generator,
+) -> None:
+    """One test example's predictions and per-layer SimAOU / SimAM into `result`: `recorded` maps each
+    setting to its recorder and recording; a prompt is (token ids, the target's own positions)."""
+    (zsl_ids, zsl_query), (icl_ids, icl_query) = zsl_prompt, icl_prompt
+    for setting, (recorder, recording) in recorded.items():
+        ids = icl_ids if setting == "icl" else zsl_ids
+        result.predictions[setting].append(prompter.predict(recorder.model, ids, recording))
+    zsl, icl = recorded["zsl"][1], recorded["icl"][1]
+    m_zsl, m_icl = align_queries(zsl.query_logits(zsl_query), icl.query_logits(icl_query))
+    layers = zsl.attention_output
+
+    def add(name: str, values: np.ndarray) -> None:
+        result.per_layer.setdefault(name, Sums()).add(values)
+
+    add("simaou/random", metrics.simaou(icl.attention_output, layers, metrics.random_update(layers, rng)))
+    add("simam/zsl", metrics.simam(m_icl, m_zsl))
+    for setting in FINE_TUNED:
+        tuned = recorded[setting][1]
+        m_ft = align_queries(tuned.query_logits(zsl_query), m_icl)[0]
+        add(f"simaou/{setting}", metrics.simaou(icl.attention_output, layers, tuned.attention_output))
+        add(f"simam/{setting}", metrics.simam(m_icl, m_ft))
+        add(f"simam-delta/{setting}", metrics.simam_delta(m_icl, m_zsl, m_ft))

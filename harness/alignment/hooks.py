@@ -33,7 +33,7 @@ class Recording:
         return np.stack([layer[:, list(positions)] for layer in self.logits])
 
 
-_current: list[Recorder] = []  # the open recorder the registered attention function writes to
+OWNER = "_icl_bench_recorder"  # the attribute naming, on each attention module, the recorder it writes to
 
 
 def _recording_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
@@ -41,13 +41,13 @@ def _recording_attention(module, query, key, value, attention_mask, scaling, dro
 
     keys = repeat_kv(key, module.num_key_value_groups)
     last = (query[:, :, -1:, :] @ keys.transpose(2, 3)).squeeze(2) * scaling  # (batch, heads, positions)
-    _current[-1].logits[module.layer_idx] = last[0].detach().float().cpu().numpy()
+    getattr(module, OWNER).logits[module.layer_idx] = last[0].detach().float().cpu().numpy()
     return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
 
 
 class Recorder:
     """`with Recorder(model) as record: recording = record(input_ids)`; the model's attention
-    implementation is restored on exit."""
+    implementation is restored on exit.  Recorders of different models may be open together."""
 
     def __init__(self, model):
         from icl_bench.models import decoder_layers
@@ -56,6 +56,9 @@ class Recorder:
         self.layers = decoder_layers(model)
         self.logits: dict[int, np.ndarray] = {}
         self.outputs: dict[int, np.ndarray] = {}
+        # `cache` since transformers 5.24 (`past_key_values` deprecated there), else the old name
+        parameters = inspect.signature(model.forward).parameters
+        self._cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     def __enter__(self) -> Recorder:
         from transformers import AttentionInterface
@@ -66,17 +69,16 @@ class Recorder:
         config = self.model.config
         self._previous = config._attn_implementation
         config._attn_implementation = ATTENTION  # read at each forward by every attention module
-        self._hooks = [
-            layer.self_attn.register_forward_hook(self._keep_output(number))
-            for number, layer in enumerate(self.layers)
-        ]
-        _current.append(self)
+        self._hooks = []
+        for number, layer in enumerate(self.layers):
+            setattr(layer.self_attn, OWNER, self)
+            self._hooks.append(layer.self_attn.register_forward_hook(self._keep_output(number)))
         return self
 
     def __exit__(self, *exc) -> None:
-        _current.remove(self)
-        for hook in self._hooks:
+        for layer, hook in zip(self.layers, self._hooks, strict=True):
             hook.remove()
+            delattr(layer.self_attn, OWNER)
         self.model.config._attn_implementation = self._previous
 
     def _keep_output(self, number: int):
@@ -95,11 +97,6 @@ class Recorder:
         with torch.no_grad():
             self.model(input_ids=self._tensor(input_ids), **{self._cache_argument: cache}, use_cache=True)
         return cache
-
-    @property
-    def _cache_argument(self) -> str:
-        """`cache` (transformers >= 5.24, where `past_key_values` is deprecated), else the old name."""
-        return "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _tensor(self, ids: Sequence[int]):
         import torch
