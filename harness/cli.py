@@ -409,7 +409,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
-        help="fp32, bf16, or auto (default): bf16 where the GPU or CPU computes it natively",
+        help="fp32, bf16, or auto (default): bf16 on a GPU that computes it natively, else fp32",
     )
     paraphrase_arguments(parser)
     parser.add_argument(

@@ -145,11 +145,15 @@ def native_bf16() -> bool:
 
 
 def resolve_precision(requested: str = "auto") -> str:
-    """`fp32` or `bf16`: `requested`, or for `auto` bf16 where it is native (`native_bf16`), else fp32."""
+    """`fp32` or `bf16`: `requested`, or for `auto` bf16 on a GPU that computes it natively, else fp32.
+    A CPU computes in fp32 unless asked for bf16: results then do not depend on whether the CPU has
+    native bf16 (`native_bf16`), so a default run gives the same bytes on every CPU kind."""
     if requested not in PRECISIONS:
         raise UsageError(f"unknown precision {requested!r}; known precisions: {', '.join(PRECISIONS)}")
     if requested == "auto":
-        return "bf16" if native_bf16() else "fp32"
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and native_bf16() else "fp32"
     return requested
 
 
@@ -165,7 +169,7 @@ def load_tokenizer(reference: str):
 
 def load(reference: str, precision: str = "auto"):
     """(model, tokenizer) from a `materialize` reference, weights in the `precision` (auto: bfloat16
-    where it is native, else float32), on the GPU when there is one."""
+    on a GPU that computes it natively, else float32), on the GPU when there is one."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -184,7 +188,7 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def _decoder(model: torch.nn.Module) -> torch.nn.Module:
+def decoder(model: torch.nn.Module) -> torch.nn.Module:
     """The decoder stack (with `.layers` and the final `.norm`) of a Llama-family causal LM."""
     base = _unwrap(model)
     decoder = getattr(base, "model", None)
@@ -198,13 +202,18 @@ def _decoder(model: torch.nn.Module) -> torch.nn.Module:
 
 def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The transformer blocks of `model` (a Llama-family causal LM, or a PeftModel of one), bottom to top."""
-    return list(_decoder(model).layers)
+    return list(decoder(model).layers)
+
+
+def unembedding(model: torch.nn.Module) -> torch.nn.Module:
+    """The output embeddings of `model` (hidden state after the final norm -> vocabulary logits)."""
+    return _unwrap(model).get_output_embeddings()
 
 
 def logit_lens(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """Maps a hidden state [..., hidden] to vocabulary logits through the model's final norm and its
     output embeddings, as the model maps its last layer's output."""
-    norm, head = _decoder(model).norm, _unwrap(model).get_output_embeddings()
+    norm, head = decoder(model).norm, unembedding(model)
 
     def lens(hidden: torch.Tensor) -> torch.Tensor:
         return head(norm(hidden))

@@ -2,7 +2,8 @@
 
 One `transformers.Trainer` run, seeded: LoRA via `peft`, full fine-tuning, or full-rank training of the
 attention keys and values alone; AdamW (or SGD) with linear decay.  The objective is the causal-LM loss
-or SPEC 6's layer-causal loss (`layer_causal_loss`); the log keeps every step's per-layer gradient norms.
+(`causal_lm_loss`: vocabulary logits at label positions only) or SPEC 6's layer-causal loss
+(`layer_causal_loss`); the log keeps every step's per-layer gradient norms.
 Checkpoints go to a folder the caller keeps across interruptions, and a rerun resumes from the newest
 complete one.  The result is a standard folder: a PEFT adapter, or a full model and its tokenizer, plus
 `train_log.json`.  DeepSpeed ZeRO is the distributed engine: `zero_config` writes its config, and
@@ -39,6 +40,7 @@ OPTIMIZERS = ("adamw_torch", "sgd")
 IGNORE = -100  # label id the loss skips
 KEEP_CHECKPOINTS = 2
 LOG = "train_log.json"
+TRAINER_VERSION = 2  # in every key; 2: the causal-LM loss computes logits at label positions only
 SNAPSHOTS = "snapshots"  # <train output>/snapshots/step-N/: the adapter every `snapshot_steps` (probes)
 
 
@@ -58,7 +60,9 @@ class TrainConfig:
     `objective`: `causal-lm`, or `layer-causal` (SPEC 6: every decoder layer learns from its own logit-lens
     exit, its input detached; `layer_causal_loss`).  `clip`: `l2:V` (global L2 norm at most V; the
     default `l2:1.0` is the Trainer's own), `linf:V` (every gradient element clamped to [-V, V]) or `none`
-    (no clipping at all).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper)."""
+    (no clipping at all).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper).
+    `group_by_length`: batches of similar lengths (the Trainer's length-grouped sampler) for less
+    padding; the train log reports the padding waste either way."""
 
     lora_rank: int = 16
     lora_alpha: float = 32
@@ -77,10 +81,11 @@ class TrainConfig:
     snapshot_steps: int = 0
     zero_stage: int = 2
     offload: bool = False
-    precision: str = "auto"  # fp32, bf16, or auto: bf16 where it is native (`models.native_bf16`)
+    precision: str = "auto"  # fp32, bf16, or auto: bf16 on a bf16 GPU, else fp32
     objective: str = "causal-lm"
     clip: str = "l2:1.0"
     optim: str = "adamw_torch"
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         checks = {
@@ -105,6 +110,7 @@ class TrainConfig:
             "objective": self.objective in OBJECTIVES,
             "clip": parse_clip(self.clip) is not None,
             "optim": self.optim in OPTIMIZERS,
+            "group_by_length": isinstance(self.group_by_length, bool),
         }
         wanted = {
             "adapt": f"one of {', '.join(ADAPT)}",
@@ -117,6 +123,7 @@ class TrainConfig:
             "warmup_ratio": "in [0, 1)",
             "zero_stage": "0, 1, 2 or 3",
             "offload": "true or false",
+            "group_by_length": "true or false",
             "seed": "a non-negative integer",
             "weight_decay": "a non-negative number",
             "max_length": "an integer >= 2",
@@ -139,10 +146,10 @@ class TrainConfig:
         offload, which only change how the run is carried out); `snapshot_steps` changes what the
         artifact holds (never the weights), so it is part of the key too.  objective, clip and optim
         appear only when not at their defaults, so keys made before those fields existed still match."""
-        fields = asdict(self) | {"precision": resolve_precision(self.precision)}
+        fields = asdict(self) | {"precision": resolve_precision(self.precision), "trainer": TRAINER_VERSION}
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
-        for name in ("objective", "clip", "optim"):
+        for name in ("objective", "clip", "optim", "group_by_length"):
             if fields[name] == TrainConfig.__dataclass_fields__[name].default:
                 del fields[name]
         if not self.lora:
@@ -193,16 +200,21 @@ def encode(records: Sequence[Mapping[str, str]], tokenizer, max_length: int) -> 
     return features
 
 
-@dataclass(frozen=True)
+@dataclass
 class Collator:
-    """Pads a batch on the right to its longest sequence: pad ids, IGNORE labels, attention mask 0."""
+    """Pads a batch on the right to its longest sequence: pad ids, IGNORE labels, attention mask 0; and
+    counts the tokens it collated and the pad positions it added (the padding waste of the run)."""
 
     pad_id: int
+    tokens: int = 0
+    padding: int = 0
 
     def __call__(self, features: Sequence[Mapping[str, list[int]]]) -> dict[str, Any]:
         import torch
 
         width = max(len(f["input_ids"]) for f in features)
+        real = sum(len(f["input_ids"]) for f in features)
+        self.tokens, self.padding = self.tokens + real, self.padding + width * len(features) - real
         batch: dict[str, list[list[int]]] = {"input_ids": [], "labels": [], "attention_mask": []}
         for f in features:
             pad = width - len(f["input_ids"])
@@ -212,18 +224,60 @@ class Collator:
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
 
 
+def padding_waste(collator: Collator) -> dict[str, float]:
+    """Tokens collated, pad positions added and their share of all positions computed (this process)."""
+    computed = collator.tokens + collator.padding
+    return {
+        "tokens": collator.tokens,
+        "padding": collator.padding,
+        "waste": round(collator.padding / computed, 4) if computed else 0.0,
+    }
+
+
 # ----------------------------------------------------------------------------------------- objectives
+
+
+def _label_nll(exits: Sequence[torch.Tensor], lens, batch: Mapping[str, Any], num_items_in_batch=None):
+    """The label NLL of hidden states `exits` (each [batch, seq, hidden]) read through `lens`, summed
+    over the exits: labels shifted as in the causal-LM loss, IGNORE skipped, and `lens` applied at label
+    positions only.  Each exit's term is the mean over label tokens, or the sum over
+    `num_items_in_batch` (the Trainer's count over an accumulated batch)."""
+    import torch.nn.functional as F
+
+    labels = batch["labels"][:, 1:]
+    kept = labels != IGNORE
+    count = kept.sum() if num_items_in_batch is None else num_items_in_batch
+    nll = [F.cross_entropy(lens(h[:, :-1][kept]).float(), labels[kept], reduction="sum") for h in exits]
+    return sum(nll) / count
+
+
+def _run(model, batch: Mapping[str, Any], hooks: list) -> None:
+    """One forward pass of `model` on `batch` with `hooks` in place; its own logits are not needed, so
+    only the last position's are computed."""
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), logits_to_keep=1)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def causal_lm_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) -> torch.Tensor:
+    """The causal-LM loss, with the output embeddings applied at label positions only: the model's own
+    loss computes vocabulary logits at every position (batch x seq x vocab floats, and their gradient),
+    though a prompt-masked example has labels on its completion alone.  Same value and gradient."""
+    exits: list[torch.Tensor] = []
+    decoder = models.decoder(model)
+    hooks = [decoder.register_forward_hook(lambda module, args, output: exits.append(output[0]))]
+    _run(model, batch, hooks)
+    return _label_nll(exits, models.unembedding(model), batch, num_items_in_batch)
 
 
 def layer_causal_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) -> torch.Tensor:
     """SPEC 6's layer-causal loss: every decoder layer's input is detached and its output read through the
-    logit lens; the label NLL (labels shifted as in the causal-LM loss, IGNORE skipped) is summed over the
-    layers, so layer l learns from its own exit only.  Each layer's term is the mean over label tokens, or
-    the sum over `num_items_in_batch` (the Trainer's count over an accumulated batch): the top layer's term
-    is the model's own loss.  `model` may be wrapped (PeftModel, DDP, a DeepSpeed engine)."""
-    import torch.nn.functional as F
-
-    layers, lens, exits = models.decoder_layers(model), models.logit_lens(model), []
+    logit lens; the label NLL is summed over the layers (`_label_nll`), so layer l learns from its own
+    exit only: the top layer's term is the model's own loss.  `model` may be wrapped (PeftModel, DDP, a
+    DeepSpeed engine)."""
+    layers, exits = models.decoder_layers(model), []
 
     def detach_input(module, args, kwargs):
         if args:
@@ -235,16 +289,8 @@ def layer_causal_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) 
 
     hooks = [layer.register_forward_pre_hook(detach_input, with_kwargs=True) for layer in layers]
     hooks += [layer.register_forward_hook(keep_output) for layer in layers]
-    try:  # the model's own logits are not needed: keep only the last position's
-        model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), logits_to_keep=1)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    labels = batch["labels"][:, 1:]
-    kept = labels != IGNORE
-    count = kept.sum() if num_items_in_batch is None else num_items_in_batch
-    nll = [F.cross_entropy(lens(h[:, :-1][kept]).float(), labels[kept], reduction="sum") for h in exits]
-    return sum(nll) / count
+    _run(model, batch, hooks)
+    return _label_nll(exits, models.logit_lens(model), batch, num_items_in_batch)
 
 
 def _layer_grad_norms(layers: Sequence[torch.nn.Module]) -> list[float]:
@@ -268,9 +314,10 @@ def _trainer(objective: str, layers: Sequence[torch.nn.Module], **kwargs):
         pending: list[float] | None = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if objective == "causal-lm":
+            if objective == "causal-lm" and not layers:  # not a Llama-family decoder: the model's own
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = layer_causal_loss(model, inputs, num_items_in_batch)
+            objective_loss = causal_lm_loss if objective == "causal-lm" else layer_causal_loss
+            loss = objective_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer: the count spans all processes
             return (loss, None) if return_outputs else loss
@@ -472,6 +519,7 @@ def train(
             max_grad_norm={"none": 0.0, "l2": bound, "linf": 0.0}[clip],  # 0: the Trainer does not clip
             seed=config.seed,
             data_seed=config.seed,
+            train_sampling_strategy="group_by_length" if config.group_by_length else "random",
             bf16=bf16,
             use_cpu=not torch.cuda.is_available(),
             deepspeed=zero_config(config) if deepspeed else None,
@@ -523,12 +571,13 @@ def train(
         if config.snapshot_steps:  # kept beside the checkpoints, so a resumed run still has the early ones
             full = None if config.lora else tokenizer
             callbacks.insert(0, _snapshot_callback(checkpoints / SNAPSHOTS, config.snapshot_steps, full))
+        collator = Collator(tokenizer.pad_token_id)
         trainer = _trainer(
             config.objective,
             layers,
             model=model,
             args=args,
-            data_collator=Collator(tokenizer.pad_token_id),
+            data_collator=collator,
             train_dataset=features,
             processing_class=tokenizer,
             callbacks=callbacks,
@@ -559,6 +608,7 @@ def train(
                     "steps": trainer.state.global_step,
                     "resumed_from": int(resume.name.split("-")[-1]) if resume else None,
                     "wall_time_s": round(wall, 3),
+                    "padding": padding_waste(collator),
                     "losses": [
                         {k: entry[k] for k in ("step", "loss", "learning_rate", "grad_norm") if k in entry}
                         for entry in history

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
 from icl_bench.models import decoder_layers, load, logit_lens
-from icl_bench.train import IGNORE, Collator, TrainConfig, encode, layer_causal_loss, train
+from icl_bench.train import IGNORE, Collator, TrainConfig, causal_lm_loss, encode, layer_causal_loss, train
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,19 @@ def test_loss_is_the_sum_of_the_layer_exits(model_and_batch):
         exits = [F.cross_entropy(lens(h[:, :-1][kept]), labels[kept]) for h in layer_outputs(model, batch)]
         assert layer_causal_loss(model, batch).item() == pytest.approx(sum(exits).item(), rel=1e-5)
         assert exits[-1].item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the top exit
+
+
+def test_causal_lm_loss_is_the_models_own_with_the_same_gradients(model_and_batch):
+    """Logits at label positions only (`causal_lm_loss`) give the model's own loss and gradients."""
+    model, batch = model_and_batch
+    ours = causal_lm_loss(model, batch)
+    theirs = model(**batch).loss
+    assert ours.item() == pytest.approx(theirs.item(), rel=1e-6)
+    grads = [torch.autograd.grad(loss, list(model.parameters())) for loss in (ours, theirs)]
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(*grads, strict=True))
+    count = int((batch["labels"][:, 1:] != IGNORE).sum())
+    summed = causal_lm_loss(model, batch, num_items_in_batch=2 * count)  # the Trainer's accumulated count
+    assert summed.item() == pytest.approx(theirs.item() / 2, rel=1e-6)
 
 
 def layer_gradient(model, loss, layer) -> list[torch.Tensor]:

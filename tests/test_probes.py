@@ -237,7 +237,7 @@ def test_snapshots_keep_the_adapter_and_change_no_weight(tmp_path):
 def test_size_presets_keep_about_five_snapshots():
     assert SIZES["smoke"].train.snapshot_steps == 2 and SIZES["smoke"].train.max_steps == 4
     default = SIZES["default"]
-    steps = default.contexts.max_pool // default.train.batch_size
+    steps = default.contexts.max_pool * default.contexts.epochs // default.train.batch_size
     assert steps // default.train.snapshot_steps == 5
 
 

@@ -118,6 +118,21 @@ def test_precision_is_resolved_recorded_and_part_of_the_keys(smoke):
     assert run(plan, store) == []  # put the shared suite back as the other tests expect it
 
 
+@pytest.mark.parametrize(
+    ("gpu", "native", "expected"), [(False, True, "fp32"), (True, True, "bf16"), (True, False, "fp32")]
+)
+def test_auto_precision_is_bf16_only_on_a_bf16_gpu(monkeypatch, gpu, native, expected):
+    """A CPU computes in fp32 even with native bf16, so a default run's bytes do not depend on the CPU."""
+    import torch
+
+    from icl_bench import models
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.setattr(models, "native_bf16", lambda: native)
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("bf16") == "bf16" and resolve_precision("fp32") == "fp32"
+
+
 def test_run_rejects_unknown_size_and_model():
     with pytest.raises(UsageError, match="unknown size 'huge'; known sizes: smoke, default, paper"):
         run(Plan(size="huge"), Store("/nonexistent"))

@@ -163,6 +163,28 @@ def test_config_validation_and_key():
     assert key["lora_rank"] == 16 and key["adapt"] == "attention" and "save_steps" not in key
     assert "lora_rank" not in TrainConfig(adapt="full").key()
     assert "lora_rank" not in TrainConfig(adapt="key-value").key()
+    assert "group_by_length" not in key and TrainConfig(group_by_length=True).key()["group_by_length"]
+    with pytest.raises(UsageError, match="group_by_length must be true or false, got 'yes'"):
+        TrainConfig(group_by_length="yes")
+
+
+def test_length_grouped_batches_cut_the_padding_waste(tiny, tmp_path):
+    varied = [{"prompt": "x" * n + ":", "completion": " ab"} for n in range(1, 33)]
+    waste = {}
+    for grouped in (False, True):
+        out = tmp_path / f"grouped-{grouped}"
+        train(*tiny, varied, TrainConfig(**FAST, group_by_length=grouped), out, tmp_path / f"ck-{grouped}")
+        padding = read_log(out)["padding"]
+        computed = padding["tokens"] + padding["padding"]
+        assert computed >= 8 * 5 and padding["waste"] == round(padding["padding"] / computed, 4)
+        waste[grouped] = padding["waste"]
+    assert waste[True] < waste[False]  # neighbours in length share a batch (seeded: 8.5% vs 17.4%)
+
+
+def test_the_collator_counts_tokens_and_padding():
+    collator = Collator(pad_id=0)
+    collator([{"input_ids": [5, 6, 7], "labels": [5, 6, 7]}, {"input_ids": [5], "labels": [5]}])
+    assert (collator.tokens, collator.padding) == (4, 2)
 
 
 def test_keys_of_existing_configs_are_unchanged():
@@ -186,6 +208,7 @@ def test_keys_of_existing_configs_are_unchanged():
             "seed": 0,
             "snapshot_steps": 0,
             "precision": "fp32",
+            "trainer": 2,
         }
     )
     assert TrainConfig().key() == key | {"precision": resolve_precision("auto")}
