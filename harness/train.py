@@ -144,8 +144,9 @@ class TrainConfig:
     def key(self) -> dict[str, Any]:
         """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
         offload, which only change how the run is carried out); `snapshot_steps` changes what the
-        artifact holds (never the weights), so it is part of the key too.  objective, clip and optim
-        appear only when not at their defaults, so keys made before those fields existed still match."""
+        artifact holds (never the weights), so it is part of the key too.  `trainer` (TRAINER_VERSION)
+        changes when the training code changes the weights' rounding; objective, clip, optim and
+        group_by_length appear only when not at their defaults, so a new field changes no other key."""
         fields = asdict(self) | {"precision": resolve_precision(self.precision), "trainer": TRAINER_VERSION}
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
