@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from icl_bench.bootstrap import Bootstrap, Corpus, Estimate, contrast
 from icl_bench.errors import UsageError
-from icl_bench.score import Corpus, Record, bin_of
+from icl_bench.score import Record, bin_of
 
 VERDICTS = ("holds", "contradicted", "inconclusive", "not run")
 MARGIN = 0.01  # ">=" holds when the CI's lower end > -MARGIN x the metric's scale (SPEC 7, a choice)
-_CHUNK = 4_000_000  # resample weights held at once (bounds memory at ~32 MB)
 
 Relation = Literal[">", "<", ">="]
 Verdict = Literal["holds", "contradicted", "inconclusive", "not run"]
@@ -58,16 +58,6 @@ class Comparison:
 def better(a: str, b: str, group: str, relation: Relation = ">") -> Comparison:
     """`a REL b in group`: the paired difference mean(a) - mean(b) over the group's records."""
     return Comparison(f"{a} {relation} {b} in {group}", (Term(a, group), Term(b, group, -1.0)), relation)
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """The contrast on the data, its percentile-bootstrap CI, and how many examples were resampled."""
-
-    value: float
-    lo: float
-    hi: float
-    examples: int
 
 
 @dataclass(frozen=True)
@@ -124,8 +114,7 @@ def estimate(
     count, so examples with more records in a group weigh more, exactly as in the plain mean.  With
     `corpus`, the scores are statistics vectors and a group's value is `corpus` of their sum.
     """
-    if resamples < 1 or not 0 < level < 1:
-        raise UsageError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
+    config = Bootstrap(resamples, level, seed)
     if any((t.series, t.group) not in scores for t in comparison.terms):
         return None
     shared = {}
@@ -144,34 +133,7 @@ def estimate(
         for key in shared[term.group]:
             sums[t, row[key[0]]] += scores[(term.series, term.group)][key]
             counts[t, row[key[0]]] += 1
-    coefs = np.array([t.coef for t in comparison.terms])
-
-    def values(weights: np.ndarray) -> np.ndarray:  # (draws, examples) -> (draws, terms)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if corpus is None:
-                return (weights @ sums[:, :, 0].T) / (weights @ counts.T)
-            found = np.array([[corpus(totals) for totals in weights @ term] for term in sums]).T
-            return np.where(weights @ counts.T > 0, found, np.nan)
-
-    if corpus is None:
-        value = float(coefs @ (sums[:, :, 0].sum(axis=1) / counts.sum(axis=1)))
-    else:
-        value = float(coefs @ [corpus(term.sum(axis=0)) for term in sums])
-    n = len(examples)
-    rng = np.random.default_rng(seed)
-    block, drawn = max(1, _CHUNK // n), []
-    for start in range(0, resamples, block):
-        size = min(block, resamples - start)
-        draws = rng.integers(0, n, size=(size, n))
-        weights = np.zeros((size, n))
-        np.add.at(weights, (np.repeat(np.arange(size), n), draws.ravel()), 1.0)
-        drawn.append(values(weights) @ coefs)
-    found = np.concatenate(drawn)
-    found = found[~np.isnan(found)]  # a resample that missed a group entirely says nothing
-    if found.size == 0:
-        return Estimate(value, math.nan, math.nan, n)
-    lo, hi = np.quantile(found, [(1 - level) / 2, (1 + level) / 2])
-    return Estimate(value, float(lo), float(hi), n)
+    return contrast(sums, counts, [t.coef for t in comparison.terms], config, corpus)
 
 
 def outcome(

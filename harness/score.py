@@ -14,19 +14,19 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from icl_bench.bootstrap import Bootstrap, Corpus, clustered
 from icl_bench.errors import UsageError
 
 BINS = ("Low", "Medium", "High")
 BIN_METHODS = ("tertiles", "fixed")
 FIELDS = ("task", "model", "regime", "split", "mode", "id", "score", "max_sim")
-_CHUNK = 4_000_000  # bootstrap indices drawn per block (bounds memory at ~32 MB)
 
 BinName = Literal["Low", "Medium", "High"]
 
@@ -44,9 +44,6 @@ class Record:
     score: float
     max_sim: float | None
     stats: tuple[float, ...] | None = None  # a corpus metric's sufficient statistics
-
-
-Corpus = Callable[[Sequence[float]], float]  # summed statistics -> corpus score (`CorpusMetric.corpus`)
 
 
 @dataclass(frozen=True)
@@ -71,12 +68,14 @@ class TaskResults:
 
 @dataclass(frozen=True)
 class Cell:
-    """Mean (or corpus score) of n records with its percentile-bootstrap CI [lo, hi]."""
+    """Mean (or corpus score) of n records of `examples` test examples, with its example-level
+    percentile-bootstrap CI [lo, hi]."""
 
     mean: float
     lo: float
     hi: float
     n: int
+    examples: int
 
 
 @dataclass(frozen=True)
@@ -135,52 +134,23 @@ def bin_of(s: float, edges: tuple[float, float]) -> BinName:
     return "Medium" if s < edges[1] else "High"
 
 
-def bootstrap_ci(
-    values: Sequence | np.ndarray,
+def cell(
+    values: Sequence,
     resamples: int = 1000,
     level: float = 0.95,
     seed: int = 0,
     corpus: Corpus | None = None,
-) -> tuple[float, float, float]:
-    """(estimate, lo, hi): the sample mean of `values` and the percentile-bootstrap CI of the mean; with
-    `corpus`, `values` are rows of sufficient statistics and the estimate is `corpus` of their sum.
-
-    Resamples are drawn with `numpy.random.default_rng(seed)`, so equal inputs give equal outputs.
-    n = 0 gives (nan, nan, nan); n = 1 gives (v, v, v).
-    """
-    if resamples < 1 or not 0 < level < 1:
-        raise UsageError(f"bootstrap needs resamples >= 1 and 0 < level < 1, got {resamples} and {level}")
-    data = np.asarray(values, dtype=float)
-    data = data.ravel() if corpus is None else data.reshape(len(data), -1)
-    n = len(data)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    point = float(data.mean()) if corpus is None else corpus(data.sum(axis=0))
-    if n == 1:
-        return point, point, point
-
-    def statistic(drawn: np.ndarray) -> np.ndarray:  # (resamples, n[, d]) -> (resamples,)
-        if corpus is None:
-            return drawn.mean(axis=1)
-        return np.array([corpus(totals) for totals in drawn.sum(axis=1)])
-
-    rng = np.random.default_rng(seed)
-    block = max(1, _CHUNK // data.size)
-    estimates = np.concatenate(
-        [
-            statistic(data[rng.integers(0, n, size=(min(block, resamples - start), n))])
-            for start in range(0, resamples, block)
-        ]
-    )
-    lo, hi = np.quantile(estimates, [(1 - level) / 2, (1 + level) / 2])
-    return point, float(lo), float(hi)
-
-
-def cell(
-    values: Sequence, resamples: int = 1000, level: float = 0.95, seed: int = 0, corpus: Corpus | None = None
+    examples: Sequence[object] | None = None,
 ) -> Cell:
-    mean, lo, hi = bootstrap_ci(values, resamples, level, seed, corpus)
-    return Cell(mean, lo, hi, len(values))
+    """The mean (or corpus score) of records `values` with its example-level bootstrap CI; record i
+    belongs to test example `examples[i]` (default: every record its own example)."""
+    found = clustered(
+        range(len(values)) if examples is None else examples,
+        values,
+        Bootstrap(resamples, level, seed),
+        corpus,
+    )
+    return Cell(found.value, found.lo, found.hi, len(values), found.examples)
 
 
 def summarise(
@@ -194,21 +164,23 @@ def summarise(
     """Summary rows of one task: per (split, model, regime, mode) and per (split, model, regime, bin).
 
     A bin pools the records of every mode whose max_sim falls in it (records without max_sim are left
-    out of the bins).  Records are resampled in (mode, id) order, so the result does not depend on the
-    order of the records, and every cell uses the same `seed`.  Empty cells have no row.  With `corpus`
-    a cell is the corpus score of its records' statistics, else the mean of their scores.
+    out of the bins), so one test example can have several records in a bin: intervals resample test
+    examples, all of a drawn example's records together (`icl_bench.bootstrap`).  Records are ordered
+    by (id, mode), so the result does not depend on the order of the records, and every cell uses the
+    same `seed`.  Empty cells have no row.  With `corpus` a cell is the corpus score of its records'
+    statistics, else the mean of their scores.
     """
-    groups: dict[tuple[str, str, str, str, str], list[tuple[str, str, Record]]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, str], list[Record]] = defaultdict(list)
     for r in records:
-        groups[(r.split, r.model, r.regime, "mode", r.mode)].append((r.mode, r.id, r))
+        groups[(r.split, r.model, r.regime, "mode", r.mode)].append(r)
         if r.max_sim is not None and not math.isnan(r.max_sim):
-            groups[(r.split, r.model, r.regime, "bin", bin_of(r.max_sim, edges))].append((r.mode, r.id, r))
+            groups[(r.split, r.model, r.regime, "bin", bin_of(r.max_sim, edges))].append(r)
     rows = []
     for key in sorted(groups):
-        ordered = [r for *_, r in sorted(groups[key], key=lambda entry: entry[:2])]
+        ordered = sorted(groups[key], key=lambda r: (r.id, r.mode))
         values = [r.score for r in ordered] if corpus is None else [r.stats for r in ordered]
         split, model, regime, kind, column = key
-        found = cell(values, resamples, level, seed, corpus)
+        found = cell(values, resamples, level, seed, corpus, [r.id for r in ordered])
         rows.append(Row(split, model, regime, kind, column, found))  # type: ignore[arg-type]
     return tuple(rows)
 

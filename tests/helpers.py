@@ -181,3 +181,11 @@ def reverse_records(n: int, seed: int) -> list[dict[str, str]]:
     rng = random.Random(seed)
     words = ["".join(rng.choice("abcdefgh") for _ in range(4)) for _ in range(n)]
     return [{"prompt": f"Reverse: {w}\nOutput:", "completion": " " + w[::-1]} for w in words]
+
+
+def ci(values: Sequence[float], **options) -> tuple[float, float, float]:
+    """(mean, lo, hi) of `values` with one record per example (`icl_bench.bootstrap.clustered`)."""
+    from icl_bench.bootstrap import Bootstrap, clustered
+
+    found = clustered(range(len(values)), values, Bootstrap(**options))
+    return found.value, found.lo, found.hi

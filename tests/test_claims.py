@@ -20,7 +20,9 @@ from icl_bench.claims import (
     verdict,
 )
 from icl_bench.leaderboard import write_leaderboard
-from icl_bench.score import Record, bootstrap_ci
+from icl_bench.score import Record
+
+from helpers import ci
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 
@@ -57,8 +59,8 @@ def test_pairing_makes_a_small_shift_visible_that_unpaired_cis_hide():
     scores = shifted(50, 0.02, 0.001, seed=2)
     found = outcome(better("a", "b", "all"), scores)
     assert found.verdict == "holds"
-    _, lo_a, hi_a = bootstrap_ci(list(scores[("a", "all")].values()))
-    _, lo_b, hi_b = bootstrap_ci(list(scores[("b", "all")].values()))
+    _, lo_a, hi_a = ci(list(scores[("a", "all")].values()))
+    _, lo_b, hi_b = ci(list(scores[("b", "all")].values()))
     assert lo_a < hi_b and lo_b < hi_a  # marginal intervals overlap
 
 
@@ -70,9 +72,9 @@ def test_resampling_moves_an_example_with_all_its_records():
     a = {f"e{i:02d}": [float(d)] * len(MODES) for i, d in enumerate(per_example)}
     b = {e: [0.0] * len(MODES) for e in a}
     found = estimate(better("a", "b", "all"), scores_of(a, "a") | scores_of(b, "b"))
-    mean, lo, hi = bootstrap_ci([a[e][0] for e in sorted(a)])
+    mean, lo, hi = ci([a[e][0] for e in sorted(a)])
     assert (found.value, found.lo, found.hi) == pytest.approx((mean, lo, hi))
-    _, rlo, rhi = bootstrap_ci([v for e in sorted(a) for v in a[e]])
+    _, rlo, rhi = ci([v for e in sorted(a) for v in a[e]])
     assert found.hi - found.lo > 1.5 * (rhi - rlo)
 
 

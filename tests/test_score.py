@@ -8,7 +8,7 @@ import pytest
 
 from icl_bench import Example, plugins
 from icl_bench.errors import UsageError
-from icl_bench.score import Cell, Record, bin_edges, bin_of, bootstrap_ci, load_results, summarise
+from icl_bench.score import Cell, Record, bin_edges, bin_of, load_results, summarise
 
 
 def record(regime="base", mode="random", id="t0", score=1.0, max_sim=0.5, model="m", split="test"):
@@ -51,32 +51,6 @@ def test_bin_of_at_the_edges():
     ]
 
 
-def test_bootstrap_ci_contains_mean_narrows_with_n_and_is_deterministic():
-    rng = np.random.default_rng(0)
-    small, large = rng.normal(size=50), rng.normal(size=2000)
-    mean, lo, hi = bootstrap_ci(small)
-    assert mean == pytest.approx(small.mean())
-    assert lo < mean < hi
-    big_mean, big_lo, big_hi = bootstrap_ci(large)
-    assert big_lo < big_mean < big_hi
-    assert (big_hi - big_lo) < (hi - lo) / 3  # width ~ 1/sqrt(n): 50 -> 2000 is ~6x narrower
-    assert bootstrap_ci(small) == (mean, lo, hi)
-    assert bootstrap_ci(small, seed=1) != (mean, lo, hi)
-    wide = bootstrap_ci(small, level=0.99)
-    assert wide[1] < lo and wide[2] > hi
-
-
-def test_bootstrap_ci_small_and_bad_inputs():
-    assert all(math.isnan(v) for v in bootstrap_ci([]))
-    assert bootstrap_ci([0.25]) == (0.25, 0.25, 0.25)
-    assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0, 1.0)
-    assert bootstrap_ci([0.0, 1.0], resamples=2000) == (0.5, 0.0, 1.0)
-    with pytest.raises(UsageError):
-        bootstrap_ci([1.0, 2.0], resamples=0)
-    with pytest.raises(UsageError):
-        bootstrap_ci([1.0, 2.0], level=1.0)
-
-
 def test_summarise_modes_and_bins():
     records = [
         record(mode="random", id="a", score=0.0, max_sim=0.1),
@@ -89,9 +63,9 @@ def test_summarise_modes_and_bins():
     table = {(r.regime, r.kind, r.column): r.cell for r in rows}
     assert table[("base", "mode", "random")].mean == 0.5
     assert table[("base", "mode", "random")].n == 2
-    assert table[("base", "mode", "similar")] == Cell(1.0, 1.0, 1.0, 2)
-    assert table[("base", "bin", "Low")] == Cell(0.0, 0.0, 0.0, 1)
-    assert table[("base", "bin", "High")] == Cell(1.0, 1.0, 1.0, 2)  # None max_sim left out of bins
+    assert table[("base", "mode", "similar")] == Cell(1.0, 1.0, 1.0, 2, 2)
+    assert table[("base", "bin", "Low")] == Cell(0.0, 0.0, 0.0, 1, 1)
+    assert table[("base", "bin", "High")] == Cell(1.0, 1.0, 1.0, 2, 2)  # None max_sim left out of bins
     assert ("base", "bin", "Medium") not in table
     assert table[("zero", "bin", "Medium")].n == 1
     assert [(r.regime, r.kind, r.column) for r in rows] == sorted(table)
