@@ -1,8 +1,22 @@
 """Content-addressed artifact store: each artifact is a folder keyed by a hash of its inputs.
 
-A stage asks `store.folder(stage, inputs)`; if the folder exists the work is done.  Otherwise it writes
-into the temporary folder `store.writing(stage, inputs)` yields, which is renamed into place only when
-the block finishes, so an interrupted stage never leaves a half-written artifact behind.
+A stage asks `store.has(stage, inputs)`; if that says True the work is done and `store.folder(stage,
+inputs)` holds it.  Otherwise it writes into the temporary folder `store.writing(stage, inputs)` yields,
+which is renamed into place only when the block finishes, so an interrupted stage never leaves a
+half-written artifact behind.
+
+Every artifact carries `manifest.json`, written last inside `writing`: the relative path, size and
+sha256 of each of its files.  `has` checks an artifact against it before saying True, and a stage that
+reads an artifact long after `has` declares the read with `reading(path)`.  Files under
+`HASH_ON_EVERY_READ` are hashed on every check; larger ones (model weights) by size on every check and
+by sha256 on the first check in a process.  A damaged artifact (no manifest, a file missing, extra,
+of another size or content) is reported in one line on stderr, moved aside to
+`<root>/damaged/<stage>/<key>-<time>` and, from `has`, recomputed by the stage.
+
+An artifact made before manifests existed has no manifest and counts as damaged: nothing tells it apart
+from one whose manifest was lost, and sealing it unchecked would also seal any damage it already has.
+Its first use moves it aside and recomputes it once (`icl-bench store verify --repair` moves every such
+artifact at once); `<root>/damaged/` can be deleted when no longer wanted.
 """
 
 from __future__ import annotations
@@ -10,16 +24,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icl_bench.errors import UsageError
 
 STORE_ENV = "ICL_BENCH_STORE"
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "icl-bench-manifest/1"
+INPUTS = "inputs.json"
+HASH_ON_EVERY_READ = 64 * 2**20  # bytes: smaller files are hashed on every check, larger once a process
+DAMAGED = "damaged"  # <root>/damaged/<stage>/<key>-<time>: artifacts moved aside
+WORKING = frozenset({"checkpoints"})  # stages whose keyed folders are working space, not artifacts
+KEY = re.compile(r"[0-9a-f]{24}")  # an artifact folder's name: `Store.folder`'s digest prefix
 
 
 def default_root() -> Path:
@@ -60,7 +85,42 @@ class Store:
         return self
 
     def has(self, stage: str, inputs: Mapping[str, Any]) -> bool:
-        return self.folder(stage, inputs).is_dir()
+        """Whether the artifact exists and matches its manifest.  A damaged one is reported on stderr
+        and moved aside, and this says False, so the stage recomputes it."""
+        folder = self.folder(stage, inputs)
+        if not folder.is_dir():
+            return False
+        why = damage(folder)
+        if why is None:
+            return True
+        moved = move_aside(folder, why)
+        print(
+            f"store: {name_of(folder)} is damaged ({why}); moved aside to {moved} and recomputed",
+            file=sys.stderr,
+        )
+        return False
+
+    def artifacts(self) -> list[Path]:
+        """Every artifact folder of the store, by stage and key (not `damaged/` nor working folders)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            folder
+            for stage in self.root.iterdir()
+            if stage.is_dir() and stage.name != DAMAGED and stage.name not in WORKING
+            for folder in stage.iterdir()
+            if folder.is_dir() and KEY.fullmatch(folder.name)
+        )
+
+    def verify(self, repair: bool = False) -> list[Damage]:
+        """Check every artifact against its manifest, hashing every file; with `repair`, move each
+        damaged one aside (a rerun then recomputes it).  Returns the damaged ones."""
+        found = []
+        for folder in self.artifacts():
+            why = damage(folder, full=True)
+            if why is not None:
+                found.append(Damage(name_of(folder), why, move_aside(folder, why) if repair else None))
+        return found
 
     @contextmanager
     def writing(self, stage: str, inputs: Mapping[str, Any]) -> Iterator[Path]:
@@ -70,7 +130,8 @@ class Store:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
             yield tmp
-            write_json(tmp / "inputs.json", {"stage": stage, **inputs})
+            write_json(tmp / INPUTS, {"stage": stage, **inputs})
+            write_manifest(tmp)  # last: only a finished artifact has one
             try:
                 os.rename(tmp, final)
             except OSError:  # another process finished the same artifact first: keep theirs
@@ -130,3 +191,148 @@ def fingerprint(folders: Iterable[Path]) -> str:
         sha.update(name.encode() + b"\0")
         sha.update(path.read_bytes() + b"\0")
     return sha.hexdigest()
+
+
+class DamagedArtifact(UsageError):
+    """A store artifact failed its check while a stage was reading it (after `Store.has` said True)."""
+
+
+@dataclass(frozen=True)
+class Damage:
+    """A damaged artifact: `<stage>/<key>`, why, and where it was moved (None: left in place)."""
+
+    artifact: str
+    why: str
+    moved: Path | None = None
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def files_of(folder: Path) -> dict[str, Path]:
+    """Every file below `folder` but its manifest, by path relative to it (POSIX separators)."""
+    return {
+        path.relative_to(folder).as_posix(): path
+        for path in folder.rglob("*")
+        if path.is_file() and path != folder / MANIFEST
+    }
+
+
+def write_manifest(folder: Path) -> None:
+    """`folder/manifest.json`: the size and sha256 of every other file below `folder`."""
+    files = {
+        name: {"size": path.stat().st_size, "sha256": file_sha256(path)}
+        for name, path in sorted(files_of(folder).items())
+    }
+    write_json(folder / MANIFEST, {"format": MANIFEST_FORMAT, "files": files})
+
+
+# artifact folder -> (its manifest's mtime, {large file: (size, mtime_ns) when its sha256 matched})
+_hashed: dict[Path, tuple[int, dict[str, tuple[int, int]]]] = {}
+
+
+def damage(folder: Path, *, full: bool = False) -> str | None:
+    """Why the artifact in `folder` does not match its manifest, or None when it does.  Files under
+    `HASH_ON_EVERY_READ` are hashed every time; larger ones when this process has not yet hashed them
+    unchanged (same size and mtime), or always with `full`."""
+    try:
+        stamp = (folder / MANIFEST).stat().st_mtime_ns
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        listed = {name: (int(e["size"]), str(e["sha256"])) for name, e in manifest["files"].items()}
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(manifest.get("format"))
+    except FileNotFoundError:
+        return f"no {MANIFEST}: made before manifests existed, or its manifest was deleted"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return f"{MANIFEST} is unreadable"
+    found = files_of(folder)
+    problems = [f"{name} missing" for name in sorted(set(listed) - set(found))]
+    problems += [f"extra file {name}" for name in sorted(set(found) - set(listed))]
+    key = folder.absolute()
+    known_stamp, known = _hashed.get(key, (None, {}))
+    known = known if known_stamp == stamp and not full else {}
+    large = {}
+    for name in sorted(set(listed) & set(found)):
+        size, sha256 = listed[name]
+        try:
+            stat = found[name].stat()
+            if stat.st_size != size:
+                problems.append(f"{name} is {stat.st_size} bytes, its manifest says {size}")
+                continue
+            if size >= HASH_ON_EVERY_READ:
+                large[name] = (size, stat.st_mtime_ns)
+                if known.get(name) == large[name]:
+                    continue
+            if file_sha256(found[name]) != sha256:
+                problems.append(f"{name} differs from its manifest (sha256)")
+        except OSError as error:
+            problems.append(f"{name} is unreadable ({error.strerror or type(error).__name__})")
+    if problems:
+        _hashed.pop(key, None)
+        more = f"; {len(problems) - 3} more" if len(problems) > 3 else ""
+        return "; ".join(problems[:3]) + more
+    _hashed[key] = (stamp, large)
+    return None
+
+
+def name_of(folder: Path) -> str:
+    """`<stage>/<key>` of an artifact folder."""
+    return f"{folder.parent.name}/{folder.name}"
+
+
+def move_aside(folder: Path, why: str) -> Path:
+    """Move a damaged artifact to `<root>/damaged/<stage>/<key>-<time>` (kept for inspection); return
+    that path.  A folder that cannot be moved is one line naming it."""
+    aside = folder.parent.parent / DAMAGED / folder.parent.name
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = aside / f"{folder.name}-{stamp}"
+    for n in range(1, 1000):
+        if not target.exists():
+            break
+        target = aside / f"{folder.name}-{stamp}-{n}"
+    try:
+        aside.mkdir(parents=True, exist_ok=True)
+        os.rename(folder, target)
+    except FileNotFoundError:
+        if folder.exists():
+            raise
+        # another process checking the same artifact moved it aside first
+    except OSError as error:
+        raise UsageError(
+            f"store: {name_of(folder)} is damaged ({why}) and cannot be moved aside "
+            f"({error.strerror or type(error).__name__}); delete {folder} by hand"
+        ) from None
+    _hashed.pop(folder.absolute(), None)
+    return target
+
+
+def artifact_of(path: Path | str) -> Path | None:
+    """The store artifact folder `path` lies in (or is), or None for a path outside any store."""
+    path = Path(path).absolute()
+    for folder in (path, *path.parents):
+        if (
+            KEY.fullmatch(folder.name)
+            and folder.parent.name not in WORKING
+            and ((folder / MANIFEST).is_file() or (folder / INPUTS).is_file())
+        ):
+            return folder
+    return None
+
+
+def reading(path: Path | str) -> Path:
+    """Declare "this stage reads the store artifact holding `path` now": check the artifact (a path
+    outside any store passes unchecked) and return `path`.  For reads that do not follow `Store.has` at
+    once.  A damaged artifact is moved aside and raises `DamagedArtifact`: a rerun recomputes it."""
+    folder = artifact_of(path)
+    why = damage(folder) if folder else None
+    if folder and why:
+        moved = move_aside(folder, why)
+        raise DamagedArtifact(
+            f"store: {name_of(folder)} is damaged ({why}); moved aside to {moved}; rerun to recompute it"
+        )
+    return Path(path)

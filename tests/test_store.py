@@ -1,16 +1,23 @@
-"""The content-addressed artifact store and its JSON(L) helpers."""
+"""The content-addressed artifact store, its manifests and checks, and its JSON(L) helpers."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from icl_bench import store as store_module
 from icl_bench.store import (
+    MANIFEST,
     STORE_ENV,
+    DamagedArtifact,
     Store,
+    damage,
     default_root,
     digest,
     fingerprint,
     read_jsonl,
+    reading,
     write_json,
     write_jsonl,
 )
@@ -36,6 +43,7 @@ def test_finished_artifact_is_reused(tmp_path):
     final = store.folder("contexts", INPUTS)
     assert store.has("contexts", INPUTS) and final.parent == tmp_path / "contexts"
     assert json.loads((final / "inputs.json").read_text()) == {"stage": "contexts", **INPUTS}
+    assert sorted(p.name for p in final.iterdir()) == ["a.jsonl", "inputs.json", MANIFEST]
     assert read_jsonl(final / "a.jsonl") == [{"x": 1}]
     assert (
         Store(tmp_path).folder("contexts", dict(reversed(INPUTS.items()))) == final
@@ -93,3 +101,155 @@ def test_default_root_honours_the_environment(tmp_path, monkeypatch):
     assert default_root() == tmp_path / "s" and Store().root == tmp_path / "s"
     monkeypatch.delenv(STORE_ENV)
     assert default_root().name == "icl-bench"
+
+
+# --- manifests and checks -------------------------------------------------------------------------
+
+
+def made(store: Store, stage: str = "evaluate", inputs=INPUTS) -> Path:
+    """A finished artifact with a small JSONL, a file in a subfolder and an empty file."""
+    with store.writing(stage, inputs) as folder:
+        write_jsonl(folder / "samples.jsonl", [{"id": i, "score": 0.0} for i in range(6)])
+        (folder / "snapshots" / "step-2").mkdir(parents=True)
+        (folder / "snapshots" / "step-2" / "weights.bin").write_bytes(bytes(range(256)) * 8)
+        (folder / "empty").write_bytes(b"")
+    return store.folder(stage, inputs)
+
+
+def test_manifest_lists_size_and_sha256_of_every_file(tmp_path):
+    import hashlib
+
+    folder = made(Store(tmp_path))
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["format"] == "icl-bench-manifest/1"
+    files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == set(files) - {MANIFEST}
+    assert "snapshots/step-2/weights.bin" in manifest["files"] and "inputs.json" in manifest["files"]
+    for name, entry in manifest["files"].items():
+        data = files[name].read_bytes()
+        assert entry == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert damage(folder) is None
+
+
+def cut_line(path):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(lines[:2] + lines[3:]))
+
+
+def cut_mid_line(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def edit_score(path):
+    path.write_text(path.read_text().replace('"score": 0.0', '"score": 1.0', 1))
+
+
+def empty(path):
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("spoil", "name", "why"),
+    [
+        (cut_line, "samples.jsonl", "samples.jsonl is 120 bytes, its manifest says 144"),
+        (cut_mid_line, "samples.jsonl", "samples.jsonl is 72 bytes, its manifest says 144"),
+        (edit_score, "samples.jsonl", "samples.jsonl differs from its manifest (sha256)"),
+        (empty, "samples.jsonl", "samples.jsonl is 0 bytes, its manifest says 144"),
+        (os.remove, "snapshots/step-2/weights.bin", "snapshots/step-2/weights.bin missing"),
+        (lambda p: p.write_text("x"), "stray.txt", "extra file stray.txt"),
+        (os.remove, MANIFEST, "no manifest.json: made before manifests existed, or its manifest was deleted"),
+        (lambda p: p.write_text("{"), MANIFEST, "manifest.json is unreadable"),
+    ],
+)
+def test_a_damaged_artifact_is_reported_moved_aside_and_recomputed(tmp_path, capsys, spoil, name, why):
+    store = Store(tmp_path)
+    folder = made(store)
+    spoil(folder / name)
+    assert damage(folder) == why
+    assert not store.has("evaluate", INPUTS)  # so the stage recomputes it
+    (line,) = capsys.readouterr().err.splitlines()
+    (moved,) = (tmp_path / "damaged" / "evaluate").iterdir()
+    assert moved.name.startswith(f"{folder.name}-") and (moved / "inputs.json").is_file()
+    assert line == f"store: evaluate/{folder.name} is damaged ({why}); moved aside to {moved} and recomputed"
+    assert not folder.exists()
+    assert made(store) == folder and store.has("evaluate", INPUTS)  # recomputed, whole again
+    assert capsys.readouterr().err == ""
+
+
+def test_several_problems_are_one_line(tmp_path):
+    folder = made(Store(tmp_path))
+    for name in ("a", "b", "c", "d"):
+        (folder / name).write_text(name)
+    assert damage(folder) == "extra file a; extra file b; extra file c; 1 more"
+
+
+def test_large_files_are_hashed_once_a_process_then_checked_by_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(store_module, "HASH_ON_EVERY_READ", 1000)  # weights.bin (2048 bytes) is large
+    monkeypatch.setattr(store_module, "_hashed", {})
+    folder = made(Store(tmp_path))
+    weights = folder / "snapshots" / "step-2" / "weights.bin"
+    stat = weights.stat()
+    weights.write_bytes(b"\xff" + weights.read_bytes()[1:])  # same size, another byte, same mtime
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert damage(folder) == "snapshots/step-2/weights.bin differs from its manifest (sha256)"  # first use
+
+    folder = made(Store(tmp_path / "b"))
+    weights = folder / "snapshots" / "step-2" / "weights.bin"
+    stat = weights.stat()
+    assert damage(folder) is None  # first use: hashed
+    weights.write_bytes(b"\xff" + weights.read_bytes()[1:])
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert damage(folder) is None  # large, same size and mtime: not hashed again in this process
+    assert damage(folder, full=True) == "snapshots/step-2/weights.bin differs from its manifest (sha256)"
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert damage(folder) == "snapshots/step-2/weights.bin differs from its manifest (sha256)"  # touched
+    weights.write_bytes(b"\xff")
+    assert damage(folder) == "snapshots/step-2/weights.bin is 1 bytes, its manifest says 2048"
+    edit_score(folder / "samples.jsonl")  # small: hashed every time, even at the same size
+    assert "samples.jsonl differs from its manifest (sha256)" in damage(folder)
+
+
+def test_reading_checks_the_artifact_holding_a_path(tmp_path):
+    store = Store(tmp_path / "store")
+    folder = made(store)
+    snapshot = folder / "snapshots" / "step-2"
+    assert reading(snapshot) == snapshot and reading(str(folder)) == folder
+    outside = tmp_path / "out" / "abcdef0123456789abcdef01"  # a key-like name, but no artifact
+    outside.mkdir(parents=True)
+    assert reading(outside) == outside
+    (snapshot / "weights.bin").unlink()
+    with pytest.raises(DamagedArtifact) as raised:
+        reading(snapshot)
+    (moved,) = (store.root / "damaged" / "evaluate").iterdir()
+    assert str(raised.value) == (
+        f"store: evaluate/{folder.name} is damaged (snapshots/step-2/weights.bin missing); "
+        f"moved aside to {moved}; rerun to recompute it"
+    )
+    assert not folder.exists() and not store.has("evaluate", INPUTS)
+
+
+def test_working_folders_and_temporary_ones_are_not_artifacts(tmp_path):
+    store = Store(tmp_path)
+    good, bad = made(store), made(store, "train", {"x": 1})
+    (bad / "samples.jsonl").write_text("")
+    (store.folder("checkpoints", {"x": 1}) / "checkpoint-2").mkdir(parents=True)  # resumable training
+    (tmp_path / "train" / ".0123456789abcdef01234567.tmp").mkdir()  # a write in progress
+    (tmp_path / "comet" / "venv").mkdir(parents=True)  # not keyed: an environment beside the artifacts
+    assert store.artifacts() == [good, bad]
+    (damaged,) = store.verify()
+    assert damaged.artifact == f"train/{bad.name}" and damaged.moved is None and bad.is_dir()
+    (damaged,) = store.verify(repair=True)
+    assert damaged.moved == next((tmp_path / "damaged" / "train").iterdir()) and not bad.exists()
+    assert store.artifacts() == [good] and store.verify() == []
+    assert Store(tmp_path / "none").artifacts() == []
+
+
+def test_a_folder_another_process_moved_aside_is_absent(tmp_path, capsys):
+    store = Store(tmp_path)
+    folder = made(store)
+    (folder / "samples.jsonl").write_text("")
+    why = damage(folder)
+    first = store_module.move_aside(folder, why)
+    assert store_module.move_aside(folder, why).parent == first.parent  # no error: already gone
+    assert not store.has("evaluate", INPUTS) and capsys.readouterr().err == ""
