@@ -13,7 +13,16 @@ four, and per example
 
     IWL   = sim_y(M(x | random), M(x | empty))
     ICL   = sum_i w_i sim_y(M(x | C), y_i),  w_i = max(sim_x(x, x_i), 0) / sum_j max(sim_x(x, x_j), 0)
-    copy  = max over j != i* of BLEU(M(x | C deranged), y'_j) / 100,  y'_j the label at j in C deranged
+    copy  = max over j in O of BLEU(M(x | C deranged), y'_j) / 100,  y'_j the label at j in C deranged
+
+O, the "other" slots, are those whose label y'_j is none of: y'_{i*} (the label now attached to x~, which
+pure ICL copies), the gold y* (the in-weights answer) and the paraphrase's own label y~ (equal to y* for
+MT and classification paraphrases; for synthetic-alignment a label of x*'s own symbols).  Only a blind
+copier outputs one of those, so a correct in-weights answer scores 0.  Where O is empty or C holds fewer
+than 3 distinct labels (two-label classification: every wrong answer is some slot's label), the copy
+score is not defined for that example (None): it is left out of the mean, the bootstrap and the claims,
+and counted.  A task where most probe examples are undefined reports the copy probe as "not defined"
+(markdown, JSON, terminal and plot) and P3 is "not run" with the reason in its statement.
 
 sim_y is `Task.output_similarity`, sim_x the dot product of `Task.embed` vectors (cosines, clipped at 0
 so the weights are a convex combination; all zero: uniform weights).  The per-example values give each
@@ -51,7 +60,7 @@ from icl_bench.contexts import (
 )
 from icl_bench.errors import UsageError
 from icl_bench.modes import MODES
-from icl_bench.pool import Pool
+from icl_bench.pool import NoParaphrase, Pool
 from icl_bench.progress import console
 from icl_bench.score import cell
 from icl_bench.similarity import MINILM, keep_embeddings
@@ -69,6 +78,8 @@ BASE = "base"
 FILES = ("probes.md", "probes.json", "probes.png")
 DIGITS = 6  # decimals kept in the json
 DECIMALS = 3  # shown in tables
+MIN_LABELS = 3  # distinct labels C needs for the copy probe to tell ICL, IWL and blind copying apart
+NOT_DEFINED = "not defined"
 
 
 # --- probe contexts ---------------------------------------------------------------------------------
@@ -108,13 +119,17 @@ def icl_weights(sims: Sequence[float]) -> tuple[float, ...]:
 
 
 def probe_items(task: Task, pool: Pool, config: ContextConfig, examples: int) -> list[ProbeItem]:
-    """The probe contexts of the first `examples` examples of the task's first evaluation split."""
+    """The probe contexts of the first `examples` examples of the task's first evaluation split, less
+    those without a paraphrase (as in the `paraphrase` test mode: there is no C for them)."""
     check_task(task, config.k)
     split = evaluation_splits(task)[0]
     built = []
     for target in task.load(split)[:examples]:
         shuffled = mode_context(task, pool, MODES["random"], config, target).examples
-        paraphrased = mode_context(task, pool, MODES["paraphrase"], config, target)
+        try:
+            paraphrased = mode_context(task, pool, MODES["paraphrase"], config, target)
+        except NoParaphrase:
+            continue
         assert paraphrased.near is not None
         order = derangement(len(paraphrased.examples), instance_rng(config, task, "probe:derange", 0, target))
         deranged = tuple(
@@ -201,14 +216,46 @@ def build_probe_contexts(task: Task, config: ContextConfig, store: Store, exampl
 # --- scores -----------------------------------------------------------------------------------------
 
 
+def other_slots(labels: Sequence[str], near: int, paraphrase_label: str, gold: str) -> tuple[int, ...] | None:
+    """O: the slots of C deranged (`labels`: y'_j by position) whose label is none of y'_{i*} (`near`),
+    y* (`gold`) and y~ (`paraphrase_label`), labels compared stripped; None where the copy score is not
+    defined: fewer than MIN_LABELS distinct labels, or O empty."""
+    stripped = [label.strip() for label in labels]
+    if len(set(stripped)) < MIN_LABELS:
+        return None
+    ruled_out = {stripped[near], gold.strip(), paraphrase_label.strip()}
+    found = tuple(j for j, label in enumerate(stripped) if label not in ruled_out)
+    return found or None
+
+
+def copy_slots(item: ProbeItem) -> tuple[int, ...] | None:
+    """The copy probe's other slots O of one probe item (None: not defined for it)."""
+    labels = [ex.output for ex in item.contexts["deranged"]]
+    paraphrase_label = item.contexts["paraphrase"][item.near].output
+    return other_slots(labels, item.near, paraphrase_label, item.target.output)
+
+
+def copy_score(prediction: str, others: Sequence[Example]) -> float:
+    """max over the other slots' examples of BLEU(prediction, y'_j) / 100."""
+    bleu = plugins.metrics["bleu"]
+    return max(bleu([prediction] * len(others), others)) / bleu.scale
+
+
+def defined_for_task(undefined: int, examples: int) -> bool:
+    """The copy probe is defined for a task unless most (over half) of its probe examples are undefined."""
+    return 2 * undefined <= examples
+
+
 def score(task: Task, items: Sequence[ProbeItem], predictions: Mapping[str, Sequence[str]]) -> dict:
     """Per-example IWL, ICL and copy values ({probe: [value per item]}) of one model state, from its
-    predictions under each probe context ({PROMPTS name: [prediction per item]})."""
+    predictions under each probe context ({PROMPTS name: [prediction per item]}); a copy value is None
+    where the copy score is not defined for the item."""
     for name in PROMPTS:
         if len(predictions[name]) != len(items):
             raise ValueError(f"{len(predictions[name])} {name} predictions for {len(items)} probe items")
-    iwl, icl, copy = [], [], []
-    bleu = plugins.metrics["bleu"]
+    iwl: list[float] = []
+    icl: list[float] = []
+    copy: list[float | None] = []
     for i, item in enumerate(items):
         alone = replace(item.target, output=predictions["empty"][i])
         iwl.append(task.output_similarity(predictions["random"][i], alone))
@@ -219,9 +266,12 @@ def score(task: Task, items: Sequence[ProbeItem], predictions: Mapping[str, Sequ
                 for w, ex in zip(item.weights, item.contexts["paraphrase"], strict=True)
             )
         )
-        others = [ex for j, ex in enumerate(item.contexts["deranged"]) if j != item.near]
-        copied = bleu([predictions["deranged"][i]] * len(others), others)
-        copy.append(max(copied) / bleu.scale)
+        slots = copy_slots(item)
+        if slots is None:
+            copy.append(None)
+        else:
+            others = [item.contexts["deranged"][j] for j in slots]
+            copy.append(copy_score(predictions["deranged"][i], others))
     return {"iwl": iwl, "icl": icl, "copy": copy}
 
 
@@ -257,10 +307,12 @@ def _contrast(a: str, b: str, probe: str, relation: claims.Relation) -> claims.C
     return claims.Comparison(f"{LABELS[probe]}: {a} {relation} {b}", terms, relation)
 
 
-def probe_claims(last: Mapping[str, int]) -> list[claims.Claim]:
+def probe_claims(last: Mapping[str, int], copy_defined: bool = True) -> list[claims.Claim]:
     """P1-P3 at each regime's last snapshot (`last`: regime -> its last step).  P2's first checkpoint is
     step 0, the base model, and "does not decrease by more than its CI" is the non-inferiority test
-    ICL(contrastive, last) - ICL(base) >= -margin (the claims machinery's `>=`)."""
+    ICL(contrastive, last) - ICL(base) >= -margin (the claims machinery's `>=`).  Where the copy probe is
+    not defined for the task (`copy_defined` False), P3's statement says so; its scores are left out, so
+    it is "not run"."""
 
     def at(regime: str) -> str:
         return series(regime, last.get(regime))
@@ -282,7 +334,8 @@ def probe_claims(last: Mapping[str, int]) -> list[claims.Claim]:
         ),
         claims.Claim(
             "P3",
-            "similar-context training copies labels blindly",
+            "similar-context training copies labels blindly"
+            + ("" if copy_defined else f" (not run: the copy probe is {NOT_DEFINED} on this task)"),
             (
                 _contrast(at("similar"), at("contrastive"), "copy", ">"),
                 _contrast(at("similar"), at("random"), "copy", ">"),
@@ -317,7 +370,8 @@ class Probed:
     k: int
     ids: tuple[str, ...]
     states: tuple[State, ...]
-    values: Mapping[str, Mapping[str, Sequence[float]]]  # state name -> probe -> values
+    values: Mapping[str, Mapping[str, Sequence[float | None]]]  # state name -> probe -> values (None:
+    # a copy value not defined for that example)
 
     def last(self) -> dict[str, int]:
         """Each trained regime's last snapshot step."""
@@ -327,12 +381,28 @@ class Probed:
                 found[state.regime] = max(found.get(state.regime, 0), state.step)
         return found
 
+    def undefined(self) -> int:
+        """How many probe examples have no copy value (in some state; it depends on the context only)."""
+        return sum(
+            any(self.values[state.name]["copy"][i] is None for state in self.states)
+            for i in range(len(self.ids))
+        )
+
+    def copy_defined(self) -> bool:
+        """False when most probe examples have no copy value: the copy probe is not defined here."""
+        return defined_for_task(self.undefined(), len(self.ids))
+
     def scores(self) -> dict[tuple[str, str], dict[tuple[str, str], float]]:
-        """The claims machinery's scores: (state, probe) -> {(example id, probe): value}."""
+        """The claims machinery's scores: (state, probe) -> {(example id, probe): value}; undefined
+        values are left out, and so is the copy probe where it is not defined for the task."""
+        kept = PROBES if self.copy_defined() else tuple(p for p in PROBES if p != "copy")
         return {
-            (state, probe): {(rid, probe): v for rid, v in zip(self.ids, values, strict=True)}
+            (state, probe): {
+                (rid, probe): v for rid, v in zip(self.ids, values, strict=True) if v is not None
+            }
             for state, by_probe in self.values.items()
             for probe, values in by_probe.items()
+            if probe in kept
         }
 
 
@@ -443,13 +513,21 @@ class Report:
 
 
 def report(probed: Probed, resamples: int = 1000, level: float = 0.95, seed: int = 0) -> Report:
+    """Each state's cells (over the examples with a value; no copy cell where the copy probe is not
+    defined for the task) and the P1-P3 verdicts."""
+    defined = probed.copy_defined()
+
+    def values(state: str, probe: str) -> list[float]:
+        if probe == "copy" and not defined:
+            return []
+        return [v for v in probed.values[state][probe] if v is not None]
+
     cells = {
-        state.name: {
-            probe: cell(probed.values[state.name][probe], resamples, level, seed) for probe in PROBES
-        }
+        state.name: {probe: cell(values(state.name, probe), resamples, level, seed) for probe in PROBES}
         for state in probed.states
     }
-    judged = claims.judge(probe_claims(probed.last()), probed.scores(), claims.MARGIN, resamples, level, seed)
+    found = probe_claims(probed.last(), defined)
+    judged = claims.judge(found, probed.scores(), claims.MARGIN, resamples, level, seed)
     return Report(probed, cells, claims.Verdicts(probed.task, probed.model, probed.split, tuple(judged)))
 
 
@@ -465,6 +543,25 @@ def _text(c, decimals: int = DECIMALS) -> str:
     return f"{c.mean:.{decimals}f} [{c.lo:.{decimals}f}, {c.hi:.{decimals}f}]"
 
 
+def _shown(rep: Report, probe: str) -> bool:
+    """False for the copy probe of a task where it is not defined (its cells say so instead)."""
+    return probe != "copy" or rep.probed.copy_defined()
+
+
+def copy_note(probed: Probed) -> str | None:
+    """One sentence on the examples without a copy value (None when every example has one)."""
+    undefined, n = probed.undefined(), len(probed.ids)
+    if not undefined:
+        return None
+    head = (
+        f"The copy score is {NOT_DEFINED} on {undefined} of {n} probe examples (fewer than {MIN_LABELS} "
+        "distinct labels in C, or no slot with a label other than `y'_i*`, y* and y~)"
+    )
+    if probed.copy_defined():
+        return f"{head}; its cells and P3 use the other {n - undefined}."
+    return f"{head}, so the copy probe is {NOT_DEFINED} on this task and P3 is not run."
+
+
 def markdown(reports: Sequence[Report], resamples: int = 1000, level: float = 0.95, seed: int = 0) -> str:
     lines = [
         "# Probes",
@@ -474,7 +571,11 @@ def markdown(reports: Sequence[Report], resamples: int = 1000, level: float = 0.
         "",
         "Per probe example x: IWL = sim_y(M(x | random), M(x | empty)); ICL = sum_i w_i sim_y(M(x | C), "
         "y_i) over the paraphrase context C, w_i proportional to max(sim_x(x, x_i), 0); copy = max over "
-        "j != i* of BLEU(M(x | C deranged), y_j) / 100, i* the paraphrase's position (SPEC section 4). "
+        "j in O of BLEU(M(x | C deranged), `y'_j`) / 100, O the slots of C deranged whose label `y'_j` is "
+        "none of `y'_i*` (the label now attached to the paraphrase x~, at position i*), the gold y* and the "
+        "paraphrase's own label y~, so only a blind copier scores (SPEC section 4). The copy score is "
+        f"{NOT_DEFINED} for an example whose C has fewer than {MIN_LABELS} distinct labels or whose O is "
+        f"empty; such examples are left out, and a task where most are is `{NOT_DEFINED}` (P3 not run). "
         "sim_y is the task's output similarity. Step 0 is the base model. Each cell is `mean [lo, hi]`: "
         f"the mean over the probe examples with its {level:.0%} percentile-bootstrap CI ({resamples} "
         f"resamples, seed {seed}).",
@@ -485,13 +586,16 @@ def markdown(reports: Sequence[Report], resamples: int = 1000, level: float = 0.
             "",
             f"## {p.task}, {p.model}",
             "",
-            f"Probe examples: the first {len(p.ids)} of split `{p.split}`; k = {p.k}.",
+            f"Probe examples: the first {len(p.ids)} of split `{p.split}`; k = {p.k}."
+            + (f" {note}" if (note := copy_note(p)) else ""),
             "",
             "| regime | step | " + " | ".join(LABELS[probe] for probe in PROBES) + " |",
             "|:--|--:|" + "--:|" * len(PROBES),
         ]
         for state in _ordered(p.states):
-            texts = [_text(rep.cells[state.name][probe]) for probe in PROBES]
+            texts = [
+                _text(rep.cells[state.name][probe]) if _shown(rep, probe) else NOT_DEFINED for probe in PROBES
+            ]
             lines.append("| " + " | ".join((state.regime, str(state.step), *texts)) + " |")
         lines += [
             "",
@@ -533,12 +637,16 @@ def json_text(reports: Sequence[Report], resamples: int = 1000, level: float = 0
                 "lo": number(c.lo),
                 "hi": number(c.hi),
                 "n": c.n,
+                "defined": _shown(rep, probe),
             }
             for state in _ordered(p.states)
             for probe, c in ((probe, rep.cells[state.name][probe]) for probe in PROBES)
         ]
         values = {
-            state.name: {probe: [round(v, DIGITS) for v in p.values[state.name][probe]] for probe in PROBES}
+            state.name: {
+                probe: [None if v is None else round(v, DIGITS) for v in p.values[state.name][probe]]
+                for probe in PROBES
+            }
             for state in _ordered(p.states)
         }
         out.append(
@@ -548,6 +656,7 @@ def json_text(reports: Sequence[Report], resamples: int = 1000, level: float = 0
                 "split": p.split,
                 "k": p.k,
                 "ids": list(p.ids),
+                "copy": {"defined": p.copy_defined(), "undefined": p.undefined(), "examples": len(p.ids)},
                 "rows": rows,
                 "claims": claims.as_json([rep.verdicts], DIGITS)[0]["claims"],
                 "values": values,
@@ -580,7 +689,9 @@ def plot_png(reports: Sequence[Report]) -> bytes:
             for c, probe in enumerate(PROBES):
                 ax = axes[r][c]
                 start = rep.cells[base.name][probe]
-                for regime in regimes:
+                if not _shown(rep, probe):
+                    ax.text(0.5, 0.5, f"{NOT_DEFINED} on this task", ha="center", va="center", fontsize=9)
+                for regime in regimes if _shown(rep, probe) else ():
                     chosen = [s for s in _ordered(p.states) if s.regime == regime]
                     if not chosen:
                         continue
@@ -630,6 +741,13 @@ def write_probes(reports: Sequence[Report], out: Path) -> list[Path]:
     return [Path(out) / name for name in files]
 
 
+def _terminal_text(rep: Report, state: State, probe: str) -> str:
+    c = rep.cells[state.name][probe]
+    if not _shown(rep, probe):
+        return NOT_DEFINED
+    return "-" if math.isnan(c.mean) else f"{c.mean:.{DECIMALS}f} ±{(c.hi - c.lo) / 2:.{DECIMALS}f}"
+
+
 def rich_tables(reports: Sequence[Report], level: float = 0.95) -> list:
     """Per (task, model): the probe cells by regime and step (`mean ±half-width`), then the verdicts;
     each fits 80 columns."""
@@ -640,22 +758,17 @@ def rich_tables(reports: Sequence[Report], level: float = 0.95) -> list:
     for rep in reports:
         p = rep.probed
         title = f"probes: {p.task}, {p.model} ({len(p.ids)} examples of split {p.split})"
-        table = Table(
-            title=escape(title),
-            title_justify="left",
-            caption=f"±: half the {level:.0%} CI",
-            caption_justify="left",
-        )
+        caption = f"±: half the {level:.0%} CI"
+        if p.undefined():
+            said = "left out" if p.copy_defined() else "P3 not run"
+            caption += f"; copy {NOT_DEFINED} on {p.undefined()} of {len(p.ids)} examples ({said})"
+        table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
         table.add_column("regime", overflow="fold")
         table.add_column("step", justify="right", no_wrap=True)
         for probe in PROBES:
             table.add_column(LABELS[probe], justify="right", no_wrap=True)
         for state in _ordered(p.states):
-            cells = [rep.cells[state.name][probe] for probe in PROBES]
-            texts = [
-                "-" if math.isnan(c.mean) else f"{c.mean:.{DECIMALS}f} ±{(c.hi - c.lo) / 2:.{DECIMALS}f}"
-                for c in cells
-            ]
+            texts = [_terminal_text(rep, state, probe) for probe in PROBES]
             table.add_row(escape(state.regime), str(state.step), *texts)
         tables += [table, claims.rich_table(rep.verdicts, "probe scores", DECIMALS)]
     return tables
