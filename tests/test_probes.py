@@ -62,7 +62,9 @@ def mixture(task, item, name):
 
 
 def blind(task, item, name):
-    """Copies the label at a random context position, whatever its input (blind copying)."""
+    """Copies the label at a random context position, whatever its input (blind copying).  In C deranged
+    2 of its k = 4 positions hold a label the copy probe counts (not x~'s and not y~'s; synthetic-alignment
+    labels are distinct), so its expected copy score is about 1/2."""
     context = item.contexts[name]
     if not context:
         return "aaaa bbbb cccc"
@@ -74,16 +76,16 @@ def predictions(task, items, model):
 
 
 def means(task, items, model):
-    return {
-        p: float(np.mean(v)) for p, v in probes.score(task, items, predictions(task, items, model)).items()
-    }
+    """Each probe's mean over the examples where it is defined."""
+    values = probes.score(task, items, predictions(task, items, model))
+    return {p: float(np.mean([x for x in v if x is not None])) for p, v in values.items()}
 
 
 def test_a_model_that_ignores_the_context_is_pure_iwl(task, items):
     values = probes.score(task, items, predictions(task, items, gold))
     assert values["iwl"] == [1.0] * N
     found = means(task, items, gold)
-    assert found["icl"] < 0.25 and found["copy"] < 0.25, found
+    assert found["icl"] < 0.25 and found["copy"] < 0.1, found
 
 
 def test_a_model_that_copies_the_nearest_label_is_icl_not_copy(task, items):
@@ -95,7 +97,7 @@ def test_a_model_that_copies_the_nearest_label_is_icl_not_copy(task, items):
 def test_a_model_that_copies_a_random_label_is_a_blind_copier(task, items):
     found = means(task, items, blind)
     others = [means(task, items, m)["copy"] for m in (gold, nearest, mixture)]
-    assert found["copy"] > 0.6 and found["copy"] > max(others) + 0.4, (found, others)
+    assert found["copy"] > 0.4 and found["copy"] > max(others) + 0.3, (found, others)
     assert found["iwl"] < 0.3, found
 
 
@@ -294,9 +296,8 @@ def test_a_regime_trained_without_snapshots_is_one_line(tmp_path, monkeypatch, c
     sweep = Sweep(plan, store)
     settings = []
     sweep.each(lambda setting, _: settings.append(setting), base=False, quiet=True)
-    fake = store.folder("train", sweep.train_inputs(settings[0]))  # a trained adapter, no snapshots
-    fake.mkdir(parents=True)
-    (fake / "adapter_config.json").write_text("{}")
+    with store.writing("train", sweep.train_inputs(settings[0])) as fake:  # an adapter, no snapshots
+        (fake / "adapter_config.json").write_text("{}")
     capsys.readouterr()  # the tiny model's build, above
     args = ["probe", "--models", "tiny", "--regimes", "zero", "--size", "bare", "--store", str(store.root)]
     assert cli.main([*args, "--out", str(tmp_path / "out")]) == 2
@@ -325,6 +326,7 @@ def test_run_with_probes_on_tiny(tmp_path):
         (regime, step) for regime in ("random", "similar", "contrastive") for step in (2, 4)
     }
     assert len(entry["ids"]) == 3 and all(len(v["copy"]) == 3 for v in entry["values"].values())
+    assert entry["copy"] == {"defined": True, "undefined": 0, "examples": 3}  # 4 distinct labels in C
     assert all(c["verdict"] != "not run" for c in entry["claims"])
     assert "P2" in done.stdout and "probes: synthetic-alignment, tiny" in done.stdout
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
