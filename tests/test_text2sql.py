@@ -71,6 +71,19 @@ HOSTILE = [
     ("PRAGMA user_version = 5", "denied: PRAGMA write user_version"),
     ("PRAGMA journal_mode = WAL", "denied: PRAGMA write journal_mode"),
     ("PRAGMA query_only = OFF", "denied: PRAGMA write query_only"),
+    ("PRAGMA main.user_version = 5", "denied: PRAGMA write user_version"),
+    ("PRAGMA writable_schema = ON", "denied: PRAGMA write writable_schema"),
+    ("PRAGMA hard_heap_limit = 0", "denied: PRAGMA write hard_heap_limit"),
+    ("PRAGMA optimize", "denied: PRAGMA optimize"),
+    ("PRAGMA wal_checkpoint(TRUNCATE)", "denied: PRAGMA write wal_checkpoint"),
+    ("PRAGMA incremental_vacuum(1)", "denied: PRAGMA write incremental_vacuum"),
+    # pragma functions: SQLite runs "PRAGMA optimize='-1'" (an assignment) under the authorizer
+    ("SELECT * FROM pragma_optimize(-1)", "denied: PRAGMA write optimize"),
+    ("SELECT * FROM pragma_optimize", "denied: PRAGMA optimize"),
+    ("SELECT * FROM pragma_writable_schema", "denied: PRAGMA writable_schema"),
+    ("SELECT * FROM pragma_user_version(5)", "error: too many arguments on pragma_user_version()"),
+    ("SELECT * FROM pragma_table_info('people') JOIN pragma_optimize", "denied: PRAGMA optimize"),
+    ("UPDATE sqlite_master SET sql = ''", "error: table sqlite_master may not be modified"),
     ("VACUUM INTO '{evil}'", "denied: ATTACH"),
     ("CREATE TEMP TABLE t (a)", "denied: INSERT sqlite_temp_master"),
     ("BEGIN", "denied: TRANSACTION"),
@@ -133,8 +146,9 @@ def test_one_long_function_call_is_stopped_by_killing_the_worker(db):
 
 
 def test_the_worker_memory_limit_stops_huge_results(db):
-    huge = RUNAWAY_CTE.replace(") SELECT x FROM c", " LIMIT 900) SELECT randomblob(1000000) FROM c")
-    result = run(db, huge, Limits(address_bytes=512 << 20, seconds=5))
+    huge = RUNAWAY_CTE.replace(") SELECT x FROM c", " LIMIT 900) SELECT zeroblob(1000000) FROM c")
+    no_size_cap = Limits(address_bytes=512 << 20, seconds=20, result_bytes=4 << 30)
+    result = run(db, huge, no_size_cap)
     assert result.reason is not None and result.reason.startswith("memory limit")
     assert run(db, "SELECT 1", Limits(address_bytes=512 << 20)).rows == [(1,)]
 

@@ -1,21 +1,29 @@
 """Run one untrusted SQL statement on a SQLite database, safely.  Standard library only: a worker
 process runs this file as a script (`python -I sandbox.py`), so it imports nothing of the harness.
 
-Each query runs in the worker on a fresh connection opened read-only (URI `mode=ro`) with
-`PRAGMA query_only`, an authorizer that allows reading only (no writes, ATTACH/DETACH, transactions,
-PRAGMA writes, `load_extension` or `printf`), extension loading off, a wall-clock deadline checked by a
-progress handler, a row limit (rows fetched in batches, cut at `rows` + 1), and memory limits:
-`setlimit` caps on string/blob and SQL length, a bounded page cache, in-memory temp storage under
-`PRAGMA hard_heap_limit` and the worker's address-space limit (RLIMIT_AS).  The parent kills and
-restarts the worker when an answer is `grace` seconds late (one SQLite function call that runs long
-between progress checks) or the worker dies, so no query can hang, crash or bloat the run.
+Each query runs in the worker on a fresh connection opened read-only and immutable (URI
+`mode=ro&immutable=1`: no lock, journal, `-wal` or `-shm` file is ever created) with `PRAGMA query_only`,
+an authorizer that allows reading only (no writes, ATTACH/DETACH, transactions, pragmas other than the
+reads in READ_PRAGMAS/VALUE_PRAGMAS, `load_extension` or `printf`), extension loading off, a wall-clock
+deadline checked by a progress handler, a row limit (cut at `rows` + 1), a result-size limit
+(`result_bytes`, on the rows' memory as they are fetched and on the message that carries them, so no
+more than that reaches the parent or unpacks there), and memory limits: `setlimit` caps on string/blob
+and SQL length, a bounded page cache, in-memory temp storage under `PRAGMA hard_heap_limit` and the worker's
+address-space limit (RLIMIT_AS).  The read-only table-valued functions (json_each, json_tree, dbstat,
+the pragma_* tables) are constructed before the authorizer is set: SQLite 3.40 reports constructing one
+to the authorizer as an UPDATE of sqlite_master (a parse that is never run), which the authorizer denies.
+The parent kills and restarts the worker when an answer is `grace` seconds late (one SQLite function
+call that runs long between progress checks), larger than `result_bytes`, or the worker dies, so no
+query can hang, crash or bloat the run.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pickle
+import re
 import select
 import sqlite3
 import struct
@@ -27,9 +35,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# pragmas whose argument names what to describe: reads with or without it (PRAGMA table_info(t),
+# SELECT * FROM pragma_table_info('t'))
 READ_PRAGMAS = frozenset(
-    {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+    {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+     "foreign_key_list"}
+)  # fmt: skip
+# pragmas that read a value without an argument and set it with one: allowed without it only
+VALUE_PRAGMAS = frozenset(
+    {"user_version", "application_id", "schema_version", "encoding", "page_size", "page_count",
+     "freelist_count"}
+)  # fmt: skip
+# the read-only table-valued functions (eponymous virtual tables) built before the authorizer is set;
+# pragma_<name> for any pragma the query names is built too, so the authorizer judges that pragma
+TABLE_FUNCTIONS = (
+    "json_each",
+    "json_tree",
+    "dbstat",
+    *(f"pragma_{name}" for name in sorted(READ_PRAGMAS | VALUE_PRAGMAS)),
 )
+PRAGMA_TABLE = re.compile(r"pragma_\w+", re.IGNORECASE)
+NAMED_PRAGMA_TABLES = 8  # at most this many more are built (a query naming thousands costs no time)
+REASON_CHARS = 300  # a reason is one line of at most this many characters
 # printf/format: one call can spin for seconds between progress checks (printf('%.*c', 2e9, 'x'))
 DENIED_FUNCTIONS = frozenset(
     {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit", "printf", "format"}
@@ -88,6 +115,7 @@ class Limits:
     rows: int = 10_000
     value_bytes: int = 10_000_000  # longest string or blob a query may build
     sql_bytes: int = 100_000
+    result_bytes: int = 16 << 20  # the most one result may take: its message, its rows in memory
     cache_kib: int = 16_384
     heap_bytes: int = 1 << 30  # SQLite's heap in the worker
     address_bytes: int = 4 << 30  # the worker's address space
@@ -99,6 +127,7 @@ class Limits:
 class Result:
     rows: list[tuple[Any, ...]] | None = None
     reason: str | None = None  # why there are no rows
+    size: int = 0  # bytes the parent received from the worker for this answer
 
     @property
     def ok(self) -> bool:
@@ -106,13 +135,21 @@ class Result:
 
 
 def _uri(path: str | Path) -> str:
-    return f"{Path(path).resolve().as_uri()}?mode=ro"
+    return f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"
 
 
 def open_readonly(path: str | Path, limits: Limits = Limits()) -> sqlite3.Connection:
-    """A read-only connection with the memory caps set (no authorizer or deadline: see `run`)."""
+    """A read-only, immutable connection with the memory caps set (no authorizer or deadline: see
+    `run`).  Immutable: SQLite never locks the file nor creates a journal, `-wal` or `-shm` beside it,
+    and ignores any `-wal`, so a database whose `-wal` holds changes is refused rather than misread."""
     if not Path(path).is_file():  # mode=ro never creates a file, but say so plainly
         raise FileNotFoundError(f"no database file {path}")
+    wal = Path(f"{path}-wal")
+    if wal.is_file() and wal.stat().st_size > 0:
+        raise OSError(
+            f"{wal} holds changes not yet in the database file; checkpoint it first: "
+            f"sqlite3 {path} 'PRAGMA wal_checkpoint(TRUNCATE)'"
+        )
     conn = sqlite3.connect(_uri(path), uri=True, isolation_level=None, check_same_thread=False)
     if hasattr(conn, "enable_load_extension"):
         conn.enable_load_extension(False)
@@ -140,7 +177,10 @@ class _Guard:
             return self._deny(f"{ACTION_NAMES.get(action, action)} {arg1 or ''}".strip())
         if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in DENIED_FUNCTIONS:
             return self._deny(f"function {arg2}")
-        if action == sqlite3.SQLITE_PRAGMA and (arg1 or "").lower() not in READ_PRAGMAS:
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = (arg1 or "").lower()
+            if name in READ_PRAGMAS or (name in VALUE_PRAGMAS and arg2 is None):
+                return sqlite3.SQLITE_OK
             kind = "PRAGMA write" if arg2 is not None else "PRAGMA"
             return self._deny(f"{kind} {arg1}")
         return sqlite3.SQLITE_OK
@@ -156,44 +196,84 @@ class _Guard:
         return 0
 
 
+def utf8_problem(sql: str) -> str | None:
+    """Why `sql` cannot be sent to SQLite as UTF-8 (a lone surrogate), or None."""
+    try:
+        sql.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"invalid UTF-8 in query (unpaired surrogate at character {error.start})"
+    return None
+
+
+def build_table_functions(conn: sqlite3.Connection, sql: str) -> None:
+    """Construct the allowed table-valued functions and any pragma_* table `sql` names, by preparing
+    (EXPLAIN, never running) a read of them all (about 1 ms), or of each where one is missing."""
+    named = {m.group().lower() for m in PRAGMA_TABLE.finditer(sql)} - set(TABLE_FUNCTIONS)
+    names = TABLE_FUNCTIONS + tuple(sorted(named)[:NAMED_PRAGMA_TABLES])
+    try:
+        conn.execute("EXPLAIN SELECT 1 FROM " + ", ".join(f'"{name}"' for name in names))
+    except sqlite3.Error:  # one this SQLite lacks (e.g. dbstat), a misspelt pragma, over 64 tables
+        for name in names:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute(f'EXPLAIN SELECT 1 FROM "{name}"')
+
+
+def footprint(row: tuple[Any, ...]) -> int:
+    """The bytes `row` takes in the parent once unpickled (CPython's sizes; the worker runs the same
+    interpreter): the tuple, its values and its slot in the list of rows.  Shared objects (None, small
+    ints) count each time, so this bounds the memory from above."""
+    return 8 + sys.getsizeof(row) + sum(map(sys.getsizeof, row))
+
+
 def run_inline(path: str | Path, sql: str, limits: Limits = Limits()) -> Result:
     """Execute one untrusted statement in this process (the worker's half of `run`)."""
     if not sql.strip():
         return Result(reason="empty query")
+    if problem := utf8_problem(sql):
+        return Result(reason=problem)
     try:
         conn = open_readonly(path, limits)
     except (OSError, sqlite3.Error) as error:
         return Result(reason=f"cannot open database: {error}")
     guard = _Guard(limits)
     try:
+        build_table_functions(conn, sql)
         conn.set_authorizer(guard.authorize)
         guard.deadline = time.monotonic() + limits.seconds
         conn.set_progress_handler(guard.progress, limits.check_every)
-        cursor = conn.execute(sql)
         rows: list[tuple[Any, ...]] = []
-        while len(rows) <= limits.rows:
-            batch = cursor.fetchmany(min(1_000, limits.rows + 1 - len(rows)))
-            if not batch:
-                break
-            rows.extend(batch)
-        if len(rows) > limits.rows:
-            return Result(reason=f"too many rows (over {limits.rows})")
+        size = 0
+        for row in conn.execute(sql):
+            rows.append(row)
+            if len(rows) > limits.rows:
+                return Result(reason=f"too many rows (over {limits.rows})")
+            size += footprint(row)
+            if size > limits.result_bytes:
+                return Result(reason=too_large(limits))
         return Result(rows=rows)
     except sqlite3.Warning as error:  # e.g. "You can only execute one statement at a time."
         return Result(reason=f"error: {error}")
     except sqlite3.Error as error:
         return Result(reason=_reason(error, guard, limits))
-    except (MemoryError, OverflowError, ValueError) as error:
-        return Result(reason=f"memory limit: {type(error).__name__}")
+    except MemoryError:
+        return Result(reason="memory limit: MemoryError")
+    except (OverflowError, ValueError) as error:  # e.g. "the query contains a null character"
+        return Result(reason=f"error: {error}")
     finally:
         conn.set_progress_handler(None, 0)
         conn.close()
+
+
+def too_large(limits: Limits) -> str:
+    return f"result too large: over {limits.result_bytes} bytes"
 
 
 def _reason(error: sqlite3.Error, guard: _Guard, limits: Limits) -> str:
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if guard.timed_out:
         return f"time limit ({limits.seconds:g} s)"
+    if guard.denied and text.startswith("vtable constructor failed: "):  # not one TABLE_FUNCTIONS has
+        return f"denied: virtual table {text.split(': ', 1)[1]}"
     if guard.denied:
         return f"denied: {guard.denied}"
     lowered = text.lower()
@@ -211,6 +291,11 @@ def _reason(error: sqlite3.Error, guard: _Guard, limits: Limits) -> str:
 # --- the worker process and its client -------------------------------------------------------------
 
 HEADER = struct.Struct("!Q")
+MESSAGE_SLACK = 4_096  # room for a reason (at most REASON_CHARS characters) when result_bytes is tiny
+
+
+class TooLarge(Exception):
+    """The worker announced an answer larger than the parent accepts."""
 
 
 def _send(stream, value: Any) -> None:
@@ -242,12 +327,18 @@ def serve(heap_bytes: int, address_bytes: int) -> None:
             path, sql, fields = _receive(stdin)
         except EOFError:
             return
+        limits = Limits(**fields)
         try:
-            result = run_inline(path, sql, Limits(**fields))
-            answer: tuple = (result.rows, result.reason)
-            _send(stdout, answer)
+            result = run_inline(path, sql, limits)
+            reason = None if result.reason is None else result.reason.splitlines()[0][:REASON_CHARS]
+            data = pickle.dumps((result.rows, reason), protocol=pickle.HIGHEST_PROTOCOL)
+            del result
+            if len(data) > limits.result_bytes:
+                data = pickle.dumps((None, too_large(limits)))
         except MemoryError:
-            _send(stdout, (None, "memory limit: the worker ran out of address space"))
+            data = pickle.dumps((None, "memory limit: the worker ran out of address space"))
+        stdout.write(HEADER.pack(len(data)) + data)
+        stdout.flush()
 
 
 class Worker:
@@ -266,7 +357,7 @@ class Worker:
             command = [sys.executable, "-I", os.path.abspath(__file__), str(memory[0]), str(memory[1])]
             self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             self.memory = memory
-            self._read(time.monotonic() + 60)  # "ready"
+            self._read(time.monotonic() + 60, 64)  # "ready"
         return self.process
 
     def stop(self) -> None:
@@ -278,7 +369,7 @@ class Worker:
                     stream.close()
         self.process = None
 
-    def _read_exactly(self, size: int, deadline: float) -> bytes:
+    def _read_exactly(self, size: int, deadline: float) -> bytearray:
         assert self.process is not None and self.process.stdout is not None
         fd, data = self.process.stdout.fileno(), bytearray()
         while len(data) < size:
@@ -289,11 +380,14 @@ class Worker:
             if not chunk:
                 raise EOFError
             data += chunk
-        return bytes(data)
+        return data  # no copy: pickle reads a bytearray
 
-    def _read(self, deadline: float) -> Any:
+    def _read(self, deadline: float, most: int) -> tuple[Any, int]:
+        """The worker's next answer and its size; TooLarge, before reading it, when over `most`."""
         (size,) = HEADER.unpack(self._read_exactly(HEADER.size, deadline))
-        return pickle.loads(self._read_exactly(size, deadline))
+        if size > most:
+            raise TooLarge(size)
+        return pickle.loads(self._read_exactly(size, deadline)), size
 
     def run(self, path: str | Path, sql: str, limits: Limits) -> Result:
         with self.lock:
@@ -301,7 +395,11 @@ class Worker:
                 process = self.start(limits)
                 assert process.stdin is not None
                 _send(process.stdin, (str(path), sql, {f: getattr(limits, f) for f in FIELDS}))
-                rows, reason = self._read(time.monotonic() + limits.seconds + limits.grace)
+                most = limits.result_bytes + MESSAGE_SLACK
+                (rows, reason), size = self._read(time.monotonic() + limits.seconds + limits.grace, most)
+            except TooLarge as error:  # the worker never sends one: a guard, not a path
+                self.stop()
+                return Result(reason=f"{too_large(limits)} (the worker sent {error.args[0]}; killed)")
             except TimeoutError:
                 self.stop()
                 return Result(reason=f"time limit ({limits.seconds:g} s; the worker was killed)")
@@ -309,7 +407,7 @@ class Worker:
                 code = self.process.poll() if self.process else None
                 self.stop()
                 return Result(reason=f"the query's worker died (exit status {code})")
-        return Result(rows=rows, reason=reason)
+        return Result(rows=rows, reason=reason, size=size)
 
 
 FIELDS = tuple(Limits.__dataclass_fields__)
@@ -322,6 +420,8 @@ def run(path: str | Path, sql: str, limits: Limits = Limits()) -> Result:
     never writes, returns within `limits.seconds + limits.grace` seconds (plus a first start-up)."""
     if not sql.strip():
         return Result(reason="empty query")
+    if problem := utf8_problem(sql):  # pickle would send it, SQLite could not take it
+        return Result(reason=problem)
     return WORKER.run(path, sql, limits)
 
 
