@@ -1,6 +1,7 @@
 """The `execution-match` metric: predicted and gold SQL run in the sandbox (`sandbox.py`) on the example's
 SQLite database; their rows compared as multisets, or as lists where the gold orders at top level.
-Every failure is a `Verdict` with score 0 and a one-line reason.
+Every failure is a `Verdict` with score 0 and a one-line reason.  What the parent holds is bounded: each
+result by `Limits.result_bytes` (enforced in the worker), the cache of gold results by `cache_bytes`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from icl_bench import Example, Metric
-from icl_bench.tasks.text2sql.sandbox import Limits, Result, run
+from icl_bench.tasks.text2sql.sandbox import Limits, Result, footprint, run
 
 __all__ = ["DB_KEY", "ExecutionMatch", "Limits", "Result", "Verdict", "orders_at_top_level", "run"]
 
@@ -54,6 +55,11 @@ def _normal(value: Any) -> Any:
     return value
 
 
+def held(result: Result) -> int:
+    """The bytes a result takes here, at most: its rows in memory and the message it came in."""
+    return result.size + sum(map(footprint, result.rows or ()))
+
+
 def same_results(predicted: list[tuple], gold: list[tuple], ordered: bool) -> bool:
     """Equal as multisets of rows (columns in the given order); as lists when `ordered`."""
     pred = [tuple(_normal(v) for v in row) for row in predicted]
@@ -67,18 +73,25 @@ class ExecutionMatch(Metric):
     name = "execution-match"
     description = (
         "1 if the predicted SQL returns the gold SQL's rows on the example's SQLite database (multisets; "
-        "ordered when the gold orders), run sandboxed: read-only, time/row/memory limits; else 0"
+        "ordered when the gold orders), run sandboxed: read-only, time/row/size/memory limits; else 0"
     )
 
-    def __init__(self, limits: Limits | None = None):
+    def __init__(self, limits: Limits | None = None, cache_bytes: int = 64 << 20):
         self.limits = limits or Limits()
+        self.cache_bytes = cache_bytes  # gold results kept, oldest dropped first (the latest always)
         self._gold: dict[tuple[str, str], Result] = {}
+        self.cached_bytes = 0
 
     def gold(self, example: Example) -> Result:
+        """The gold query's result, run once while it stays in the cache."""
         key = (str(example.meta.get(DB_KEY, "")), example.output)
-        if key not in self._gold:
-            self._gold[key] = run(key[0], key[1], self.limits)
-        return self._gold[key]
+        if key in self._gold:
+            return self._gold[key]
+        result = self._gold[key] = run(key[0], key[1], self.limits)
+        self.cached_bytes += held(result)
+        while self.cached_bytes > self.cache_bytes and len(self._gold) > 1:
+            self.cached_bytes -= held(self._gold.pop(next(iter(self._gold))))
+        return result
 
     def judge(self, prediction: str, example: Example) -> Verdict:
         """The score of one prediction and why."""
