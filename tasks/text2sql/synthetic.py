@@ -19,6 +19,7 @@ from icl_bench.errors import unknown
 from icl_bench.store import default_root
 from icl_bench.tasks.text2sql.base import Text2SQLTask
 from icl_bench.tasks.text2sql.execution import DB_KEY
+from icl_bench.tasks.text2sql.sandbox import open_readonly
 
 VERSION = 1
 DEPARTMENTS = ["Sales", "Research", "Marketing", "Finance", "Support", "Logistics"]
@@ -83,7 +84,7 @@ class Pair:
 
 def pairs(path: Path) -> list[Pair]:
     """Every template filled with every value the database offers for it, in a fixed order."""
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn = open_readonly(path)
     cities = [r[0] for r in conn.execute("SELECT DISTINCT city FROM departments ORDER BY city")]
     titles = [r[0] for r in conn.execute("SELECT DISTINCT title FROM employees ORDER BY title")]
     salaries = [r[0] for r in conn.execute("SELECT salary FROM employees ORDER BY salary")]
