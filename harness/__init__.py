@@ -2,6 +2,8 @@
 
 from icl_bench.hookspecs import hookimpl
 from icl_bench.types import (
+    Baseline,
+    Case,
     Context,
     CorpusMetric,
     Example,
@@ -15,6 +17,8 @@ from icl_bench.types import (
 )
 
 __all__ = [
+    "Baseline",
+    "Case",
     "Context",
     "CorpusMetric",
     "Example",

@@ -22,7 +22,8 @@ import numpy as np
 
 from icl_bench.bootstrap import Bootstrap, Corpus, Estimate, contrast
 from icl_bench.errors import UsageError
-from icl_bench.score import Record, bin_of
+from icl_bench.score import Record, baseline_key, bin_of
+from icl_bench.types import BASELINE_MODEL
 
 VERDICTS = ("holds", "contradicted", "inconclusive", "not run")
 MARGIN = 0.01  # ">=" holds when the CI's lower end > -MARGIN x the metric's scale (SPEC 7, a choice)
@@ -186,9 +187,10 @@ def judge(
 FINE_TUNED_EXCLUDED = ("base", "contrastive")
 
 
-def paper_claims(regimes: Iterable[str]) -> list[Claim]:
+def paper_claims(regimes: Iterable[str], baselines: Sequence[str] = ()) -> list[Claim]:
     """C1-C5 and A1-A4 of SPEC section 7; C5's comparisons are against every other fine-tuned regime
-    in `regimes` (the ones that ran)."""
+    in `regimes` (the ones that ran); C1 also against every trivial baseline in `baselines` (beating
+    the best of them is beating each)."""
     others = sorted(r for r in set(regimes) if r not in FINE_TUNED_EXCLUDED)
     erosion = Comparison(
         "(zero - base) in High < (zero - base) in Low",
@@ -196,7 +198,11 @@ def paper_claims(regimes: Iterable[str]) -> list[Claim]:
         "<",
     )
     return [
-        Claim("C1", "fine-tuning learns the task in weights", (better("zero", "base", "Low"),)),
+        Claim(
+            "C1",
+            "fine-tuning learns the task in weights (beats base and every trivial baseline)",
+            tuple(better("zero", x, "Low") for x in ("base", *baselines)),
+        ),
         Claim("C2", "standard fine-tuning erodes ICL", (erosion,)),
         Claim(
             "C2s", "C2, strict form: zero-context falls below base", (better("zero", "base", "High", "<"),)
@@ -282,15 +288,23 @@ def task_verdicts(
     corpus: Corpus | None = None,
 ) -> list[Verdicts]:
     """The paper's claims judged per (model, split) of one task's records (sorted by model, split);
-    with `corpus`, on the corpus scores of the records' statistics."""
+    with `corpus`, on the corpus scores of the records' statistics.  Trivial-baseline records (model
+    `baseline`) are references: C1 compares `zero` with each, paired on the same records."""
     grouped = record_scores(records, edges, statistics=corpus is not None)
     out = []
-    for model, split in sorted({(m, s) for m, s, _, _ in grouped}):
+    for model, split in sorted({(m, s) for m, s, _, _ in grouped if m != BASELINE_MODEL}):
         scores = {
             (regime, group): v for (m, s, regime, group), v in grouped.items() if (m, s) == (model, split)
         }
         ran = {regime for regime, _ in scores}
-        judged = judge(paper_claims(ran), scores, margin, resamples, level, seed, corpus)
+        references = {
+            (name, group): v
+            for (m, s, name, group), v in grouped.items()
+            if (m, s) == (BASELINE_MODEL, split)
+        }
+        baselines = sorted({name for name, _ in references}, key=baseline_key)
+        claimed = paper_claims(ran, baselines)
+        judged = judge(claimed, {**references, **scores}, margin, resamples, level, seed, corpus)
         out.append(Verdicts(task, model, split, tuple(judged)))
     return out
 

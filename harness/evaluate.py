@@ -129,6 +129,19 @@ def evaluate(
             rid, guess = sample["doc"]["id"], prediction(sample["doc"], sample["filtered_resps"])
             rows.append((by_id[rid], golds[split][rid], guess))
     assert len(rows) == len(records), "lm-eval returned fewer samples than documents"
+    return scored(task, rows, model_name=model_name, regime=regime, metric=metric)
+
+
+def scored(
+    task: Task,
+    rows: Sequence[tuple[Mapping[str, Any], Example, str]],
+    *,
+    model_name: str,
+    regime: str,
+    metric: str | None = None,
+) -> list[dict]:
+    """One result record per (test-context record, gold example, prediction), scored in one batch per
+    metric (the primary first: `metric`, else the task's), sorted by (split, mode, id)."""
     predictions, examples = [p for *_, p in rows], [ex for _, ex, _ in rows]
     names = metric_names(task, metric)
     explained = {name: plugins.metrics[name].explained(predictions, examples) for name in names}

@@ -27,8 +27,9 @@ from urllib.parse import quote
 
 from icl_bench import claims, environment
 from icl_bench.errors import UsageError
-from icl_bench.score import BINS, Cell, TaskSummary, load_results, score_task
+from icl_bench.score import BINS, Cell, TaskSummary, baseline_key, load_results, score_task
 from icl_bench.store import write_atomic
+from icl_bench.types import BASELINE_MODEL
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -55,6 +56,7 @@ class Grid:
     labels: tuple[str, ...]
     cells: tuple[tuple[Cell | None, ...], ...]
     decimals: int
+    references: frozenset[int] = frozenset()  # rows of trivial baselines: shown, never best
 
     def text(self, i: int, j: int) -> str:
         """`mean [lo, hi]` with `decimals` decimals, or `-` for an empty cell."""
@@ -67,9 +69,11 @@ class Grid:
         return MISSING if cell is None else f"{cell.mean:.{d}f} ±{(cell.hi - cell.lo) / 2:.{d}f}"
 
     def best(self, j: int) -> set[int]:
-        """Rows whose displayed mean in column j is the column's highest (ties all count)."""
+        """Model rows whose displayed mean in column j is the column's highest (ties all count)."""
         shown = {
-            i: round(row[j].mean, self.decimals) for i, row in enumerate(self.cells) if row[j] is not None
+            i: round(row[j].mean, self.decimals)
+            for i, row in enumerate(self.cells)
+            if row[j] is not None and i not in self.references
         }
         top = max(shown.values(), default=None)
         return {i for i, mean in shown.items() if mean == top}
@@ -139,24 +143,26 @@ def read_environments(results: Path) -> dict[tuple[str, str, str, str], dict[str
 
 
 def grids(summary: TaskSummary) -> list[Grid]:
-    """The task's tables, one per split (sorted)."""
+    """The task's tables, one per split (sorted): the models' rows, then the trivial baselines'."""
     modes = {row.column for row in summary.rows if row.kind == "mode"}
     columns = MODE_ORDER + tuple(sorted(modes - set(MODE_ORDER))) + BINS
-    models = {row.model for row in summary.rows}
+    models = {row.model for row in summary.rows} - {BASELINE_MODEL}
     lookup = {(r.split, r.model, r.regime, r.kind, r.column): r.cell for r in summary.rows}
     digits = decimals(summary)
     result = []
     for split in sorted({row.split for row in summary.rows}):
-        keys = sorted(
-            {(r.model, r.regime) for r in summary.rows if r.split == split},
-            key=lambda k: (k[0], regime_key(k[1])),
-        )
+        found = {(r.model, r.regime) for r in summary.rows if r.split == split}
+        keys = sorted((k for k in found if k[0] != BASELINE_MODEL), key=lambda k: (k[0], regime_key(k[1])))
+        references = sorted((k for k in found if k[0] == BASELINE_MODEL), key=lambda k: baseline_key(k[1]))
         labels = tuple(f"{m} / {r}" if len(models) > 1 else r for m, r in keys)
+        labels += tuple(r for _, r in references)
         cells = tuple(
             tuple(lookup.get((split, m, r, "bin" if c in BINS else "mode", c)) for c in columns)
-            for m, r in keys
+            for m, r in (*keys, *references)
         )
-        result.append(Grid(summary.task, summary.metric, split, columns, tuple(keys), labels, cells, digits))
+        marked = frozenset(range(len(keys), len(keys) + len(references)))
+        rows = (*keys, *references)
+        result.append(Grid(summary.task, summary.metric, split, columns, rows, labels, cells, digits, marked))
     return result
 
 
@@ -175,7 +181,10 @@ def markdown(data: Board) -> str:
         "of a drawn example's records in the cell together, so an example that several modes put in "
         "one bin counts once). Columns are the test-context modes, then the Low / Medium / High bins of "
         f"max_sim, which pool every mode's records. **Bold**: the best mean in the column (higher is "
-        f"better). `{MISSING}`: no records.",
+        f"better). *Italic* rows are trivial baselines scored on the same records without a model, "
+        "references that are never best: `majority` (the training pool's most frequent output) and "
+        "`copy-nearest` (the output of the context example most similar to the target: pure copying). "
+        f"`{MISSING}`: no records.",
     ]
     for summary in data.summaries:
         e1, e2 = summary.bins.edges
@@ -198,6 +207,7 @@ def markdown(data: Board) -> str:
                     f"**{grid.text(i, j)}**" if i in bold[j] else grid.text(i, j)
                     for j in range(len(grid.columns))
                 ]
+                label = f"*{label}*" if i in grid.references else label
                 lines.append("| " + " | ".join(_md_escape(t) for t in (label, *texts)) + " |")
         lines += ["", f"![{summary.task}: score by similarity bin]({quote(summary.task)}.png)"]
         lines += claims.markdown(data.verdicts[summary.task], decimals(summary), data.margins[summary.task])
@@ -303,8 +313,9 @@ def plot_png(summary: TaskSummary) -> bytes:
     from matplotlib.figure import Figure
 
     tables = grids(summary)
-    models = sorted({m for grid in tables for m, _ in grid.rows})
-    regimes = sorted({r for grid in tables for _, r in grid.rows}, key=regime_key)
+    models = sorted({m for grid in tables for m, _ in grid.rows} - {BASELINE_MODEL})
+    regimes = sorted({r for grid in tables for m, r in grid.rows if m != BASELINE_MODEL}, key=regime_key)
+    references = sorted({r for grid in tables for m, r in grid.rows if m == BASELINE_MODEL}, key=baseline_key)
     with matplotlib.style.context("default"):
         colours = matplotlib.colormaps["tab10" if len(regimes) <= 10 else "tab20"]
         fig = Figure(figsize=(4.2 * len(tables) + 2.0, 3.2 * len(models)), dpi=100, layout="constrained")
@@ -316,15 +327,22 @@ def plot_png(summary: TaskSummary) -> bytes:
             for row, model in enumerate(models):
                 ax = axes[row][col]
                 for (m, regime), cells in zip(grid.rows, grid.cells, strict=True):
-                    if m != model:
+                    if m not in (model, BASELINE_MODEL):
                         continue
-                    k = regimes.index(regime)
-                    offset = (k - (len(regimes) - 1) / 2) * width
                     points = [(x, cells[j]) for x, j in enumerate(bins) if cells[j] is not None]
                     if not points:
                         continue
-                    xs = [x + offset for x, _ in points]
                     means = [c.mean for _, c in points]
+                    if m == BASELINE_MODEL:  # a reference: a dashed grey line, no interval
+                        k = references.index(regime)
+                        label = f"{regime} (baseline)"
+                        (handles[label],) = ax.plot(
+                            [x for x, _ in points], means, ls="--", lw=1, color=str(0.25 + 0.2 * k)
+                        )
+                        continue
+                    k = regimes.index(regime)
+                    offset = (k - (len(regimes) - 1) / 2) * width
+                    xs = [x + offset for x, _ in points]
                     errors = [[c.mean - c.lo for _, c in points], [c.hi - c.mean for _, c in points]]
                     handles[regime] = ax.errorbar(
                         xs, means, yerr=errors, marker="o", ms=4, capsize=3, lw=1.2, color=colours(k)
@@ -339,7 +357,7 @@ def plot_png(summary: TaskSummary) -> bytes:
                 if row == len(models) - 1:
                     ax.set_xlabel("similarity bin (max_sim)")
         fig.suptitle(summary.task, fontsize=11)
-        order = [r for r in regimes if r in handles]
+        order = [r for r in (*regimes, *(f"{b} (baseline)" for b in references)) if r in handles]
         if order:
             fig.legend([handles[r] for r in order], order, loc="outside right upper", fontsize=8)
         buffer = io.BytesIO()
@@ -432,8 +450,8 @@ def _describe_suite(folder: Path) -> str:
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))["tasks"]
         found = [row for task in tasks.values() for row in task["rows"]]
-        models = sorted({row["model"] for row in found})
-        regimes = sorted({row["regime"] for row in found}, key=regime_key)
+        models = sorted({row["model"] for row in found} - {BASELINE_MODEL})
+        regimes = sorted({row["regime"] for row in found if row["model"] != BASELINE_MODEL}, key=regime_key)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
         raise UsageError(f"{path} is malformed; regenerate it with `icl-bench leaderboard`") from None
     return (
@@ -462,7 +480,14 @@ def rich_tables(results: Path, resamples: int = 1000, level: float = 0.95, seed:
             title += f", split {grid.split}" if len(per_split) > 1 else ""
             modes = [j for j, c in enumerate(grid.columns) if c not in BINS]
             bins = [j for j, c in enumerate(grid.columns) if c in BINS]
-            tables.append(_rich_grid(grid, modes, f"{title} by test mode", f"±: half the {level:.0%} CI"))
+            tables.append(
+                _rich_grid(
+                    grid,
+                    modes,
+                    f"{title} by test mode",
+                    f"±: half the {level:.0%} CI (test-example resamples); italic: trivial baselines",
+                )
+            )
             caption = f"Low < {e1:.4g} <= Medium < {e2:.4g} <= High (max_sim, {summary.bins.method})"
             tables.append(_rich_grid(grid, bins, f"{title} by similarity bin", caption))
         tables += [
@@ -482,7 +507,8 @@ def _rich_grid(grid: Grid, columns: Sequence[int], title: str, caption: str) -> 
     bold = {j: grid.best(j) for j in columns}
     for i, label in enumerate(grid.labels):
         texts = [(escape(grid.compact(i, j)), i in bold[j]) for j in columns]
-        table.add_row(escape(label), *(f"[bold]{t}[/bold]" if b else t for t, b in texts))
+        name = f"[italic]{escape(label)}[/italic]" if i in grid.references else escape(label)
+        table.add_row(name, *(f"[bold]{t}[/bold]" if b else t for t, b in texts))
     return table
 
 

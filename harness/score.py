@@ -100,6 +100,13 @@ class TaskSummary:
     rows: tuple[Row, ...]
 
 
+def baseline_key(name: str) -> tuple[int, str]:
+    """Sort key of trivial baselines: the harness's own in their order, then a task's by name."""
+    from icl_bench.baselines import ORDER
+
+    return (ORDER.index(name), "") if name in ORDER else (len(ORDER), name)
+
+
 def bin_edges(
     max_sims: Iterable[float | None], method: str = "tertiles", fixed: Sequence[float] | None = None
 ) -> tuple[float, float]:

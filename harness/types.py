@@ -83,6 +83,11 @@ class Task(ABC):
 
         return minilm_embed(texts)
 
+    def baselines(self) -> Sequence[Baseline]:
+        """Trivial reference predictors of this task beside the harness's own (`majority`,
+        `copy-nearest`), e.g. a per-symbol most frequent output.  None by default."""
+        return ()
+
     def output_similarity(self, prediction: str, reference: Example) -> float:
         """sim_y of the probes, in [0, 1]: how close `prediction` is to `reference.output` as an output
         for `reference.input`.  Default: the primary metric of the one pair over its scale (exact
@@ -227,3 +232,28 @@ class Paraphraser(ABC):
 
     @abstractmethod
     def __call__(self, target: Example, rng: random.Random) -> Example: ...
+
+
+BASELINE_MODEL = "baseline"  # the model name of trivial-baseline records in a results folder
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a trivial baseline sees of one (test example, mode) record: the target's input (never its
+    output), the context examples and each one's sim_x to the target."""
+
+    input: str
+    context: tuple[Example, ...]
+    sims: tuple[float, ...]
+
+
+class Baseline(ABC):
+    """A trivial reference predictor (SPEC 3, turn 3): needs no model, only the training pool and the
+    records' contexts.  Scored like a model, shown in every table as a reference, never a regime."""
+
+    name: str
+    description: str
+
+    @abstractmethod
+    def predict(self, pool: Sequence[Example], cases: Sequence[Case]) -> list[str]:
+        """One predicted output per case, from the pool D and each case alone."""

@@ -217,7 +217,7 @@ def test_leaderboard_has_claims_in_markdown_and_json(tmp_path):
     text = (tmp_path / "board" / "leaderboard.md").read_text()
     assert (
         "### Claims" in text
-        and "| **C1** | **fine-tuning learns the task in weights** |  | **holds** |" in text
+        and "| **C1** | **fine-tuning learns the task in weights (beats base and every trivial baseline)** |  | **holds** |" in text
     )
     data = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     (entry,) = data["tasks"]["toy"]["claims"]
