@@ -23,6 +23,7 @@ import numpy as np
 
 from icl_bench.bootstrap import Bootstrap, Corpus, clustered
 from icl_bench.errors import UsageError
+from icl_bench.types import BASELINE_MODEL
 
 BINS = ("Low", "Medium", "High")
 BIN_METHODS = ("tertiles", "fixed")
@@ -223,40 +224,46 @@ def load_results(results: Path) -> list[TaskResults]:
 
 
 def load_task(folder: Path) -> TaskResults:
-    """One task folder: its records, its bins (tertiles of the records' max_sim if bins.json is absent)."""
+    """One task folder, validated against the results schema (SPEC 3; `check_records`): its records,
+    its bins (tertiles of the records' max_sim if bins.json is absent)."""
     records: list[Record] = []
+    where: list[str] = []
     seen: dict[tuple[str, str, str, str, str], str] = {}
     metric_names: set[str] | None = None
     declared: set[str] = set()
     for path in _jsonl_files(folder):
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                raw = _parse_line(line, where)
-                record = _record(raw, where)
-                if record.task != folder.name:
-                    raise UsageError(
-                        f"{where}: record is for task {record.task!r} but lies in folder {folder.name!r}; "
-                        "move the file to its task's folder"
-                    )
-                key = (record.split, record.model, record.regime, record.mode, record.id)
-                if key in seen:
-                    raise UsageError(
-                        f"{where}: duplicate record for id {record.id!r} in mode {record.mode!r} "
-                        f"(first at {seen[key]}); delete one of them"
-                    )
-                seen[key] = where
-                records.append(record)
-                if isinstance(raw.get("metric"), str):
-                    declared.add(raw["metric"])
-                matching = {
-                    name
-                    for name, value in (raw.get("metrics") or {}).items()
-                    if isinstance(value, (int, float)) and value == record.score
-                }
-                metric_names = matching if metric_names is None else metric_names & matching
+        count = 0
+        for number, line in enumerate(_lines(path), 1):
+            if not line.strip():
+                continue
+            count += 1
+            here = f"{path}:{number}"
+            raw = _parse_line(line, here)
+            record = _record(raw, here)
+            if record.task != folder.name:
+                raise UsageError(
+                    f"{here}: record is for task {record.task!r} but lies in folder {folder.name!r}; "
+                    "move the file to its task's folder"
+                )
+            key = (record.split, record.model, record.regime, record.mode, record.id)
+            if key in seen:
+                raise UsageError(
+                    f"{here}: duplicate record for id {record.id!r} in mode {record.mode!r} "
+                    f"(first at {seen[key]}); delete one of them"
+                )
+            seen[key] = here
+            records.append(record)
+            where.append(here)
+            if isinstance(raw.get("metric"), str):
+                declared.add(raw["metric"])
+            matching = {
+                name
+                for name, value in (raw.get("metrics") or {}).items()
+                if isinstance(value, (int, float)) and value == record.score
+            }
+            metric_names = matching if metric_names is None else metric_names & matching
+        if count == 0:
+            raise UsageError(f"{path} holds no records; rerun `icl-bench run` for it or delete the file")
     if not records:
         raise UsageError(f"no records in {folder}; run `icl-bench run` for task {folder.name!r}")
     bins_path = folder / "bins.json"
@@ -268,7 +275,58 @@ def load_task(folder: Path) -> TaskResults:
     else:
         raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench run`")
     metric = _metric_name(declared, metric_names or set())
+    check_records(records, where, metric)
     return TaskResults(folder.name, metric, bins, tuple(records), _corpus(folder, metric, records))
+
+
+def check_records(records: Sequence[Record], where: Sequence[str], metric: str) -> None:
+    """The results schema beyond each line's fields: known test modes and regimes, scores within the
+    metric's bounds (when it is installed and declares them), and one set of (split, mode, id) records
+    shared by every model and regime of the task (the pairing every comparison relies on)."""
+    from icl_bench import plugins
+    from icl_bench.modes import MODES
+
+    bounds = plugins.metrics[metric].bounds if metric in plugins.metrics else None
+    slack = 1e-9 * (bounds[1] - bounds[0]) if bounds else 0.0
+    regimes = {"base", *plugins.regimes}
+    for record, here in zip(records, where, strict=True):
+        if record.mode not in MODES:
+            raise UsageError(f"{here}: unknown test mode {record.mode!r}; known modes: {', '.join(MODES)}")
+        if record.model != BASELINE_MODEL and record.regime not in regimes:
+            raise UsageError(
+                f"{here}: unknown regime {record.regime!r}; known regimes: {', '.join(sorted(regimes))} "
+                "(install the plugin that registers it, or fix the line)"
+            )
+        if bounds and not bounds[0] - slack <= record.score <= bounds[1] + slack:
+            raise UsageError(
+                f"{here}: score {record.score} is outside {metric}'s range [{bounds[0]:g}, {bounds[1]:g}]; "
+                "rerun `icl-bench run` for this regime"
+            )
+    groups: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
+    files: dict[tuple[str, str, str], str] = {}
+    for record, here in zip(records, where, strict=True):
+        groups[(record.split, record.model, record.regime)].add((record.mode, record.id))
+        files.setdefault((record.split, record.model, record.regime), here.rsplit(":", 1)[0])
+    for split in sorted({split for split, _, _ in groups}):
+        every = set().union(*(keys for (s, _, _), keys in groups.items() if s == split))
+        for (s, model, regime), keys in sorted(groups.items()):
+            lacking = sorted(every - keys) if s == split else []
+            if lacking:
+                mode, rid = lacking[0]
+                raise UsageError(
+                    f"{files[(s, model, regime)]}: {len(lacking)} record(s) of split {split!r} that other "
+                    f"results of the task have are missing (e.g. id {rid!r}, mode {mode!r}); rerun "
+                    f"`icl-bench run` for {model} / {regime}"
+                )
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            f"{path}: not UTF-8 text (byte {error.start}); the file is damaged: rerun `icl-bench run`"
+        ) from None
 
 
 def _corpus(folder: Path, metric: str, records: Sequence[Record]) -> Corpus | None:

@@ -189,6 +189,11 @@ class Metric(ABC):
     description: str
     scale: float = 1.0
 
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """Every score lies in [lo, hi] (results outside are refused); None: unbounded.  [0, scale]."""
+        return (0.0, self.scale)
+
     @abstractmethod
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example]) -> list[float]: ...
 

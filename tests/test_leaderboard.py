@@ -8,8 +8,10 @@ import re
 import pytest
 from rich.console import Console
 
+from icl_bench import Single, hookimpl, plugins
 from icl_bench.errors import UsageError
 from icl_bench.leaderboard import check_leaderboard, index_suites, rich_tables, show, write_leaderboard
+from icl_bench.samplers import Random
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 # regime -> score added to every example's base score; "contrastive" is best everywhere
@@ -22,6 +24,22 @@ REGIMES = {
     "random+similar": 0.08,
 }
 HEADER = "| regime | random | similar | one-near | paraphrase | Low | Medium | High |"
+
+
+class _AlphaPlugin:
+    @hookimpl
+    def register_regimes(self, register):
+        register(Single("alpha", "a third party's regime (tests only)", sampler=Random()))
+
+
+@pytest.fixture(autouse=True)
+def alpha_regime():
+    """A third-party regime, registered as a plugin would: results name only known regimes."""
+    plugins.pm.register(_AlphaPlugin(), name="tests-alpha")
+    plugins.refresh()
+    yield
+    plugins.pm.unregister(name="tests-alpha")
+    plugins.refresh()
 
 
 def make_results(root, models=("m1",), regimes=REGIMES, n=12, splits=("test",), scale=1.0):
@@ -45,7 +63,7 @@ def make_results(root, models=("m1",), regimes=REGIMES, n=12, splits=("test",), 
                         "id": f"t{i}",
                         "prediction": "p",
                         "score": score,
-                        "metrics": {"exact-match": score},
+                        "metrics": {"exact-match" if scale == 1.0 else "chrf": score},
                         "max_sim": sim,
                     }
                     lines.append(json.dumps(raw) + "\n")

@@ -142,7 +142,7 @@ def test_missing_or_empty_results(tmp_path):
     with pytest.raises(UsageError, match="no task folders"):
         load_results(tmp_path)
     write_task(tmp_path, [], {"task": "toy", "method": "tertiles", "edges": [0.2, 0.8]})
-    with pytest.raises(UsageError, match="no records in"):
+    with pytest.raises(UsageError, match="base.jsonl holds no records"):  # an emptied file is damage
         load_results(tmp_path)
 
 

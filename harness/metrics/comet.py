@@ -92,6 +92,11 @@ class Comet(Metric):
     def model(self) -> str:
         return self._model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
 
+    @property
+    def bounds(self) -> None:
+        """COMET's regression head is not bounded: scores slightly outside 0-1 are valid."""
+        return None
+
     def check(self, store: Store) -> None:
         """The environment must be set up in the run's store; scoring then uses that one."""
         check_ready(store)
