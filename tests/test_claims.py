@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import pytest
+from helpers import ci
 
 from icl_bench import Example, claims, plugins
 from icl_bench.claims import (
@@ -21,8 +22,6 @@ from icl_bench.claims import (
 )
 from icl_bench.leaderboard import write_leaderboard
 from icl_bench.score import Record
-
-from helpers import ci
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 
@@ -217,7 +216,9 @@ def test_leaderboard_has_claims_in_markdown_and_json(tmp_path):
     text = (tmp_path / "board" / "leaderboard.md").read_text()
     assert (
         "### Claims" in text
-        and "| **C1** | **fine-tuning learns the task in weights (beats base and every trivial baseline)** |  | **holds** |" in text
+        and "| **C1** | **fine-tuning learns the task in weights (beats base and every trivial baseline)** "
+        "|  | **holds** |"
+        in text
     )
     data = json.loads((tmp_path / "board" / "leaderboard.json").read_text())
     (entry,) = data["tasks"]["toy"]["claims"]

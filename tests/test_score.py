@@ -1,7 +1,6 @@
 """The score stage: bin edges, bin assignment, bootstrap CIs, summaries and reading results."""
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -142,7 +141,7 @@ def test_missing_or_empty_results(tmp_path):
     with pytest.raises(UsageError, match="no task folders"):
         load_results(tmp_path)
     write_task(tmp_path, [], {"task": "toy", "method": "tertiles", "edges": [0.2, 0.8]})
-    with pytest.raises(UsageError, match="base.jsonl holds no records"):  # an emptied file is damage
+    with pytest.raises(UsageError, match=r"base\.jsonl holds no records"):  # an emptied file is damage
         load_results(tmp_path)
 
 
