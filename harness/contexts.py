@@ -23,7 +23,7 @@ from icl_bench.pool import Pool
 from icl_bench.progress import track
 from icl_bench.samplers import Paraphrase
 from icl_bench.similarity import MINILM, keep_embeddings
-from icl_bench.store import Store, digest, fingerprint, read_jsonl, write_json, write_jsonl
+from icl_bench.store import Store, digest, fingerprint, read_jsonl, reading, write_json, write_jsonl
 from icl_bench.types import Context, Example, Paraphraser, Regime, Task
 
 STAGE_VERSION = 2  # 2: max_test caps a task's test examples, divided over its test splits
@@ -229,7 +229,7 @@ class ContextSet:
     train: dict[str, Path]
 
     def training_records(self, regime: str) -> list[dict]:
-        return read_jsonl(self.train[regime] / "train" / f"{regime}.jsonl")
+        return read_jsonl(reading(self.train[regime]) / "train" / f"{regime}.jsonl")
 
     def fingerprint(self) -> str:
         return fingerprint([self.test, *self.train.values()])
@@ -269,6 +269,6 @@ def read_test_records(folder: Path, task: Task) -> list[dict]:
     return [
         record
         for split in evaluation_splits(task)
-        for path in sorted((folder / "test" / split).glob("*.jsonl"))
+        for path in sorted((reading(folder) / "test" / split).glob("*.jsonl"))
         for record in read_jsonl(path)
     ]

@@ -18,7 +18,7 @@ from icl_bench.contexts import ContextConfig, ContextSet, build_contexts, read_t
 from icl_bench.errors import UsageError
 from icl_bench.export import metric_names
 from icl_bench.progress import console
-from icl_bench.store import Store, read_jsonl, write_json, write_jsonl
+from icl_bench.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.train import LOG, TrainConfig, TrainingDiverged
 from icl_bench.types import Regime, Task
 
@@ -234,7 +234,7 @@ class Sweep:
         inputs = {
             "model": models.identity(setting.model, setting.reference),
             "task": setting.task.name,
-            "contexts": setting.contexts.test.name,
+            "contexts": fingerprint([setting.contexts.test]),  # their content, not their folder's name
             "version": EVAL_VERSION,
             "trained": trained.name if trained else None,
             "batch_size": self.plan.batch_size,

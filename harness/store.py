@@ -247,7 +247,7 @@ def damage(folder: Path, *, full: bool = False) -> str | None:
         if manifest.get("format") != MANIFEST_FORMAT:
             raise ValueError(manifest.get("format"))
     except FileNotFoundError:
-        return f"no {MANIFEST}: made before manifests existed, or its manifest was deleted"
+        return f"no {MANIFEST}: made before manifests, or it was deleted"
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return f"{MANIFEST} is unreadable"
     found = files_of(folder)

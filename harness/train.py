@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from icl_bench import environment, models
 from icl_bench.errors import UsageError
 from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve_precision
-from icl_bench.store import write_json
+from icl_bench.store import reading, write_json
 from icl_bench.validate import check_fields, is_int, is_number
 
 if TYPE_CHECKING:
@@ -459,7 +459,7 @@ def snapshots(output: Path) -> list[tuple[int, Path]]:
     """(step, folder) of every snapshot a `train` result keeps, by step; empty when it keeps none."""
     found = [
         (int(path.name.removeprefix("step-")), path)
-        for path in (Path(output) / SNAPSHOTS).glob("step-*")
+        for path in (reading(output) / SNAPSHOTS).glob("step-*")
         if path.is_dir() and path.name.removeprefix("step-").isdigit()
     ]
     return sorted(found)
@@ -665,7 +665,7 @@ def free_port() -> int:
 
 def load_trained(reference: str, output: Path, precision: str = "auto"):
     """(model, tokenizer) of a `train` result: the base with the adapter merged in, or the full model."""
-    output = Path(output)
+    output = reading(output)  # checked against its manifest when it is a store artifact
     if (output / "adapter_config.json").is_file():
         from peft import PeftModel
 
