@@ -309,6 +309,25 @@ def cmd_comet(args: argparse.Namespace) -> None:
     print(comet.setup(store_of(args)))
 
 
+def cmd_store(args: argparse.Namespace) -> None:
+    """`icl-bench store verify [--repair]`: one line per damaged artifact and a summary, on stdout;
+    exit 1 when damage is found and left in place."""
+    from icl_bench.store import Store
+
+    store = Store(args.store)
+    if not store.root.is_dir():
+        raise UsageError(f"no store at {store.root}; pass the folder `run --store` wrote with --store")
+    checked, damaged = len(store.artifacts()), store.verify(repair=args.repair)
+    for found in damaged:
+        aside = f"; moved aside to {found.moved}" if found.moved else ""
+        print(f"damaged {found.artifact}: {found.why}{aside}")
+    fix = "a rerun recomputes them" if args.repair else "`--repair` moves them aside to be recomputed"
+    summary = f"{checked} artifacts checked in {store.root}: {len(damaged)} damaged"
+    print(f"{summary}; {fix}" if damaged else summary)
+    if damaged and not args.repair:
+        raise SystemExit(1)
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
@@ -472,6 +491,12 @@ def build_parser() -> Parser:
     comet.add_argument("action", choices=("setup",), help="create (once) the environment COMET runs in")
     comet.add_argument("--store", help="artifact store folder (the environment lives in it)")
     comet.set_defaults(func=cmd_comet)
+
+    store = sub.add_parser("store", help="check the artifact store: `icl-bench store verify [--repair]`")
+    store.add_argument("action", choices=("verify",), help="check every artifact against its manifest")
+    store.add_argument("--store", help="artifact store folder (default: $ICL_BENCH_STORE or the user cache)")
+    store.add_argument("--repair", action="store_true", help="move damaged artifacts aside to be recomputed")
+    store.set_defaults(func=cmd_store)
 
     run = sub.add_parser("run", help="contexts -> train -> evaluate -> leaderboard, resumable")
     sweep_arguments(run)

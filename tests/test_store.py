@@ -158,7 +158,7 @@ def empty(path):
         (empty, "samples.jsonl", "samples.jsonl is 0 bytes, its manifest says 144"),
         (os.remove, "snapshots/step-2/weights.bin", "snapshots/step-2/weights.bin missing"),
         (lambda p: p.write_text("x"), "stray.txt", "extra file stray.txt"),
-        (os.remove, MANIFEST, "no manifest.json: made before manifests existed, or its manifest was deleted"),
+        (os.remove, MANIFEST, "no manifest.json: made before manifests, or it was deleted"),
         (lambda p: p.write_text("{"), MANIFEST, "manifest.json is unreadable"),
     ],
 )
