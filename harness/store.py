@@ -93,11 +93,7 @@ class Store:
         why = damage(folder)
         if why is None:
             return True
-        moved = move_aside(folder, why)
-        print(
-            f"store: {name_of(folder)} is damaged ({why}); moved aside to {moved} and recomputed",
-            file=sys.stderr,
-        )
+        print(f"{set_aside(folder, why)} and recomputed", file=sys.stderr)
         return False
 
     def artifacts(self) -> list[Path]:
@@ -311,6 +307,11 @@ def move_aside(folder: Path, why: str) -> Path:
     return target
 
 
+def set_aside(folder: Path, why: str) -> str:
+    """Move a damaged artifact aside; return the start of its one-line report."""
+    return f"store: {name_of(folder)} is damaged ({why}); moved aside to {move_aside(folder, why)}"
+
+
 def artifact_of(path: Path | str) -> Path | None:
     """The store artifact folder `path` lies in (or is), or None for a path outside any store."""
     path = Path(path).absolute()
@@ -331,8 +332,5 @@ def reading(path: Path | str) -> Path:
     folder = artifact_of(path)
     why = damage(folder) if folder else None
     if folder and why:
-        moved = move_aside(folder, why)
-        raise DamagedArtifact(
-            f"store: {name_of(folder)} is damaged ({why}); moved aside to {moved}; rerun to recompute it"
-        )
+        raise DamagedArtifact(f"{set_aside(folder, why)}; rerun to recompute it")
     return Path(path)
