@@ -4,13 +4,21 @@ Every record carries the rendered prompt, the gold completion, the context examp
 that chose them and max_sim (max sim_x between the target's and the context's inputs) for binning.
 Each instance has its own RNG seeded from (seed, task, regime or mode, epoch, target id), so contexts
 do not depend on processing order or on which other targets exist.
+
+A target whose paraphrase is its own input (`pool.NoParaphrase`) is never its own near example (that
+would show the target with its gold output): the `paraphrase` test mode leaves it out; in training the
+contrastive regimes' paraphrase draw keeps its one_near context (the natural near example the paraphrase
+would have replaced), a regime with no such fallback leaves the instance out, and similar-augmented
+adds nothing for it.  `test/summary.json` and `train/<regime>.summary.json` count these (they are not
+JSONL, so a fingerprint covers the contexts alone); `report` prints the non-zero counts on stderr.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +27,19 @@ import numpy as np
 from icl_bench import paraphrase, plugins
 from icl_bench.errors import UsageError
 from icl_bench.modes import MODES
-from icl_bench.pool import Pool
-from icl_bench.progress import track
-from icl_bench.samplers import Paraphrase
+from icl_bench.pool import NoParaphrase, Pool
+from icl_bench.progress import console, track
+from icl_bench.samplers import FellBack, Paraphrase
 from icl_bench.similarity import MINILM, keep_embeddings
 from icl_bench.store import Store, digest, fingerprint, read_jsonl, reading, write_json, write_jsonl
 from icl_bench.types import Context, Example, Paraphraser, Regime, Task
 
 STAGE_VERSION = 2  # 2: max_test caps a task's test examples, divided over its test splits
+# In the keys of the artifacts that show paraphrases: those built before failed paraphrases were left
+# out (when a target's paraphrase was its own input, the context held the target) are rebuilt.
+FAILED_PARAPHRASES = {"failed_paraphrases": "left out"}
+SUMMARY = "summary.json"  # test/summary.json, train/<regime>.summary.json
+SHOWN = 5  # target ids named per line on stderr
 
 
 @dataclass(frozen=True)
@@ -120,8 +133,22 @@ def needs_paraphrases(regime: Regime) -> bool:
     return regime.augment_pool or any(p > 0 and isinstance(s, Paraphrase) for p, s in regime.components())
 
 
+@dataclass
+class Shortfall:
+    """What targets without a paraphrase (`NoParaphrase`) cost one test split or training set, as target
+    ids (one per instance): instances a fallback sampler made, instances left out, and targets whose
+    paraphrase the similar-augmented pool did not get."""
+
+    fell_back: list[str] = field(default_factory=list)
+    fell_back_to: set[str] = field(default_factory=set)  # the samplers that made those instances
+    left_out: list[str] = field(default_factory=list)
+    not_augmented: list[str] = field(default_factory=list)
+
+
 def _record(task: Task, target: Example, context: Context, **extra: Any) -> dict[str, Any]:
     synthetic = [ex for ex in context.examples if "paraphrase_of" in ex.meta]
+    if isinstance(context, FellBack):
+        extra["instead_of"] = context.instead_of
     return {
         "id": target.id,
         "prompt": task.prompt(context.examples, target),
@@ -150,30 +177,61 @@ def _add_similarity(task: Task, rows: list[tuple[dict, Example, Context]]) -> No
 
 
 def mode_context(task: Task, pool: Pool, mode: Regime, config: ContextConfig, target: Example) -> Context:
-    """The context test mode `mode` gives `target` (the probes reuse it: the same contexts exactly)."""
+    """The context test mode `mode` gives `target` (the probes reuse it: the same contexts exactly);
+    NoParaphrase from the `paraphrase` mode for a target without a paraphrase."""
     return mode.sample(target, pool, config.k, instance_rng(config, task, f"mode:{mode.name}", 0, target))
 
 
-def mode_records(task: Task, pool: Pool, split: str, mode: Regime, config: ContextConfig) -> list[dict]:
+def mode_records(
+    task: Task,
+    pool: Pool,
+    split: str,
+    mode: Regime,
+    config: ContextConfig,
+    shortfall: Shortfall | None = None,
+) -> list[dict]:
+    """One record per test target of `split`; a target without a paraphrase gets none from a mode that
+    needs one (its id goes to `shortfall.left_out`)."""
     targets = test_examples(task, split, config)
     rows = []
     for target in track(targets, f"{task.name}/{split}: {mode.name} contexts"):
-        context = mode_context(task, pool, mode, config, target)
+        try:
+            context = mode_context(task, pool, mode, config, target)
+        except NoParaphrase:
+            if shortfall is not None:
+                shortfall.left_out.append(target.id)
+            continue
         rows.append((_record(task, target, context, split=split, mode=mode.name), target, context))
     _add_similarity(task, rows)
     return [record for record, _, _ in rows]
 
 
-def training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig) -> list[dict]:
-    """One record per pool example per epoch; the regime's `min_mean_sim` filter drops records."""
+def training_set(
+    task: Task, pool: Pool, regime: Regime, config: ContextConfig, shortfall: Shortfall | None = None
+) -> list[dict]:
+    """One record per pool example per epoch; the regime's `min_mean_sim` filter drops records.  For a
+    target without a paraphrase, an instance made by a fallback sampler is recorded with `instead_of`
+    (and counted in `shortfall.fell_back`), one with no fallback is left out (`shortfall.left_out`)."""
+    shortfall = shortfall if shortfall is not None else Shortfall()
     targets = pool.examples
     if regime.augment_pool:
-        pool = pool.augmented(targets, lambda t: instance_rng(config, task, f"augment:{regime.name}", 0, t))
+        skipped: list[Example] = []
+        pool = pool.augmented(
+            targets, lambda t: instance_rng(config, task, f"augment:{regime.name}", 0, t), skipped
+        )
+        shortfall.not_augmented.extend(t.id for t in skipped)
     rows = []
     for epoch in range(config.epochs):
         for target in track(targets, f"{task.name}: {regime.name} training set (epoch {epoch})"):
             rng = instance_rng(config, task, f"regime:{regime.name}", epoch, target)
-            context = regime.sample(target, pool, config.k, rng)
+            try:
+                context = regime.sample(target, pool, config.k, rng)
+            except NoParaphrase:
+                shortfall.left_out.append(target.id)
+                continue
+            if isinstance(context, FellBack):
+                shortfall.fell_back.append(target.id)
+                shortfall.fell_back_to.add(context.sampler)
             rows.append((_record(task, target, context, regime=regime.name, epoch=epoch), target, context))
     _add_similarity(task, rows)
     records = [record for record, _, _ in rows]
@@ -192,18 +250,90 @@ def check_paraphrasers(task: Task, regimes: Sequence[Regime]) -> None:
 
 
 def write_test_contexts(task: Task, pool: Pool, config: ContextConfig, out: Path) -> None:
+    """test/<split>/<mode>.jsonl, and test/summary.json: per split, its targets and those left out of
+    the paraphrase mode (no paraphrase but their own input)."""
+    summary = {}
     for split in evaluation_splits(task):
+        shortfall = Shortfall()
         for mode in modes_for(task):
-            records = mode_records(task, pool, split, mode, config)
+            records = mode_records(task, pool, split, mode, config, shortfall)
             write_jsonl(out / "test" / split / f"{mode.name}.jsonl", records)
+        left_out = sorted(set(shortfall.left_out))
+        targets = len(test_examples(task, split, config))
+        summary[split] = {"targets": targets, "left_out": len(left_out), "left_out_ids": left_out}
+    write_json(out / "test" / SUMMARY, {"task": task.name, "paraphrase_mode": summary})
 
 
 def write_training_set(task: Task, pool: Pool, regime: Regime, config: ContextConfig, out: Path) -> None:
-    write_jsonl(out / "train" / f"{regime.name}.jsonl", training_set(task, pool, regime, config))
+    """train/<regime>.jsonl, and train/<regime>.summary.json: its instances, and how many of them a
+    target without a paraphrase made fall back or left out (and, augmenting, the paraphrases not added)."""
+    shortfall = Shortfall()
+    records = training_set(task, pool, regime, config, shortfall)
+    write_jsonl(out / "train" / f"{regime.name}.jsonl", records)
+    failed = sorted({*shortfall.fell_back, *shortfall.left_out, *shortfall.not_augmented})
+    summary = {
+        "task": task.name,
+        "regime": regime.name,
+        "targets": len(pool),
+        "instances": len(pool) * config.epochs,
+        "records": len(records),
+        "fell_back": len(shortfall.fell_back),
+        "fell_back_to": sorted(shortfall.fell_back_to),
+        "left_out": len(shortfall.left_out),
+        "not_augmented": len(shortfall.not_augmented),
+        "failed_ids": failed,
+    }
+    write_json(out / "train" / f"{regime.name}.{SUMMARY}", summary)
+
+
+def summary_lines(folder: Path) -> list[str]:
+    """The non-zero counts of failed paraphrases in a context artifact's summaries, one line each."""
+    lines = []
+    test = folder / "test" / SUMMARY
+    if test.is_file():
+        data = json.loads(test.read_text())
+        for split, row in data["paraphrase_mode"].items():
+            if row["left_out"]:
+                lines.append(
+                    f"{data['task']}/{split}: {row['left_out']} of {row['targets']} targets left out of the "
+                    f"paraphrase mode (no paraphrase but their own input): {_ids(row['left_out_ids'])}"
+                )
+    for path in sorted((folder / "train").glob(f"*.{SUMMARY}")):
+        data = json.loads(path.read_text())
+        where, n, ids = f"{data['task']}: {data['regime']}", data["instances"], _ids(data["failed_ids"])
+        if data["fell_back"]:
+            samplers = ", ".join(data["fell_back_to"])
+            lines.append(
+                f"{where}: {data['fell_back']} of {n} training instances fell back from a paraphrase to "
+                f"{samplers} (no paraphrase but their own input: {ids})"
+            )
+        if data["left_out"]:
+            lines.append(
+                f"{where}: {data['left_out']} of {n} training instances left out (no paraphrase: {ids})"
+            )
+        if data["not_augmented"]:
+            lines.append(
+                f"{where}: {data['not_augmented']} of {data['targets']} targets add no paraphrase to the "
+                f"augmented pool (none but their own input: {ids})"
+            )
+    return lines
+
+
+def _ids(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:SHOWN])
+    return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+
+
+def report(folders: Sequence[Path]) -> None:
+    """Print on stderr what failed paraphrases cost the context artifacts in `folders` (nothing if none)."""
+    for folder in folders:
+        for line in summary_lines(folder):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
-    """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl under `out`; return their fingerprint."""
+    """Write test/<split>/<mode>.jsonl and train/<regime>.jsonl (with their summaries) under `out`;
+    return their fingerprint."""
     check_paraphrasers(task, regimes)
     pool = load_pool(task, config)
     write_test_contexts(task, pool, config, out)
@@ -211,6 +341,7 @@ def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig,
         write_training_set(task, pool, regime, config, out)
     params = {r.name: r.params() for r in regimes}
     write_json(out / "config.json", {"task": task.name, **config.key(), "regimes": params})
+    report([out])
     return fingerprint([out])
 
 
@@ -240,8 +371,10 @@ def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig,
     check_paraphrasers(task, regimes)
     keep_embeddings(store.root / "embeddings" / MINILM)
     base = {"task": task.name, "data": data_fingerprint(task), "config": config.key()}
+    shows = {}  # the key of artifacts that show paraphrases
     if task.paraphraser:  # its version: changed paraphrases rebuild the contexts
         base["paraphrasers"] = [f"{p.name}@{p.version}" for p in paraphrasers_of(task, config)]
+        shows = FAILED_PARAPHRASES
     pool: Pool | None = None
 
     def built(stage: str, inputs: dict, write) -> Path:
@@ -252,15 +385,21 @@ def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig,
                 write(pool, folder)
         return store.folder(stage, inputs)
 
-    test = built("test-contexts", base, lambda p, out: write_test_contexts(task, p, config, out))
+    test = built("test-contexts", {**base, **shows}, lambda p, out: write_test_contexts(task, p, config, out))
     train = {
         regime.name: built(
             "training-sets",
-            {**base, "regime": regime.name, "params": regime.params()},
+            {
+                **base,
+                "regime": regime.name,
+                "params": regime.params(),
+                **(shows if needs_paraphrases(regime) else {}),
+            },
             lambda p, out, regime=regime: write_training_set(task, p, regime, config, out),
         )
         for regime in regimes
     }
+    report([test, *train.values()])
     return ContextSet(test, train)
 
 

@@ -5,6 +5,12 @@ paraphraser, model) and kept in the store, so every regime and test mode sees th
 (appendix B.2), parses the JSON list it answers, and keeps the first candidate that passes `validate`;
 a target without one falls back to the task's own paraphraser and is counted.  Paraphrasers that are
 plain functions of the target (WordNet synonyms, the synthetic shuffle) need no stage and run inline.
+
+A paraphrase whose input is the target's own (`same_input`: up to case and spacing, the test `validate`
+applies to the LM's candidates) is no paraphrase, whichever paraphraser made it: the fallback of a
+target the LM failed on, WordNet or SQL constants with nothing to change, a one-symbol shuffle, an MTOP
+utterance with no slot to swap.  The contexts stage never shows it (it would put the target itself,
+with its gold output, in the context): see `icl_bench.pool.NoParaphrase`.
 """
 
 from __future__ import annotations
@@ -71,12 +77,17 @@ def latin_share(text: str) -> float:
     return sum(c.isascii() for c in letters) / len(letters) if letters else 0.0
 
 
+def same_input(made: str, source: str) -> bool:
+    """Whether a paraphrase `made` is `source` itself, up to case and spacing: then it is none."""
+    return " ".join(made.lower().split()) == " ".join(source.lower().split())
+
+
 def validate(candidate: str, source: str) -> str | None:
     """Why `candidate` is not a usable paraphrase of `source` (None when it is): empty, the input
     itself, more than one line, a length outside LENGTH_RATIO, or another script than the input's."""
     if not candidate.strip():
         return "empty"
-    if " ".join(candidate.lower().split()) == " ".join(source.lower().split()):
+    if same_input(candidate, source):
         return "the input"
     if "\n" in candidate.strip():
         return "several lines"
@@ -95,7 +106,7 @@ class Report:
 
     accepted: int = 0
     fell_back: int = 0
-    unchanged: int = 0  # final paraphrases equal to their input (nothing to substitute)
+    unchanged: int = 0  # final paraphrases that are their input (`same_input`): left out of contexts
     rejected: Counter = field(default_factory=Counter)
     examples: list[tuple[str, str]] = field(default_factory=list)
 
@@ -109,10 +120,10 @@ class Report:
 
 
 def survey(paraphraser: Paraphraser, targets: Sequence[Example], report: Report, examples: int = 3) -> None:
-    """Count what a paraphraser that runs inline makes of `targets` (accepted = changed the input)."""
+    """Count what a paraphraser that runs inline makes of `targets` (accepted = not `same_input`)."""
     for target in targets:
         made = paraphraser(target, random.Random(target.id)).input
-        if made == target.input:
+        if same_input(made, target.input):
             report.unchanged += 1
             continue
         report.accepted += 1
@@ -198,7 +209,9 @@ def prepare(
 
 
 def choose(task: Task, fallback: Paraphraser, text: str, answer: str) -> dict:
-    """One stored row: the first valid candidate, else the fallback's paraphrase; with the reasons."""
+    """One stored row: the first valid candidate, else the fallback's paraphrase; with the reasons.  A
+    fallback that cannot change the input gives a row whose paraphrase is the input: the contexts stage
+    leaves that target out (`icl_bench.pool.NoParaphrase`), never shows it as its own paraphrase."""
     reasons = []
     for candidate in parse(answer):
         reason = validate(candidate, text)
@@ -217,7 +230,7 @@ def summarize(rows: Sequence[dict], report: Report, examples: int = 3) -> None:
                 report.examples.append((row["input"], row["paraphrase"]))
         else:
             report.fell_back += 1
-        report.unchanged += row["paraphrase"] == row["input"]
+        report.unchanged += same_input(row["paraphrase"], row["input"])
         report.rejected.update(row["rejected"])
 
 

@@ -8,10 +8,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from icl_bench.errors import UsageError
+from icl_bench.paraphrase import same_input
 from icl_bench.similarity import BM25Index, top_indices
 from icl_bench.types import Example, Task
 
 Paraphrase = Callable[[Example, random.Random], Example]
+
+
+class NoParaphrase(Exception):
+    """The target has no paraphrase: its paraphraser made none but the target's own input
+    (`icl_bench.paraphrase.same_input`).  Shown as x~, it would put the target itself, with its gold
+    output, in its own context; so the caller leaves the target out or uses another sampler."""
+
+    def __init__(self, target: Example):
+        super().__init__(f"target {target.id!r} has no paraphrase other than its own input")
+        self.target = target
 
 
 class Pool:
@@ -59,14 +70,29 @@ class Pool:
         return [(i, float(scores[i])) for i in top_indices(scores, n, self.excluded(target))]
 
     def paraphrase(self, target: Example, rng: random.Random) -> Example:
+        """The target's paraphrase (x~, y~); NoParaphrase when it is the target's own input."""
         if self._paraphrase is None:
             raise UsageError(
                 f"task {self.task.name!r} names no paraphraser; set Task.paraphraser to a registered one"
             )
         made = self._paraphrase(target, rng)
+        if same_input(made.input, target.input):
+            raise NoParaphrase(target)
         return replace(made, id=f"{target.id}~para", meta={**made.meta, "paraphrase_of": target.id})
 
-    def augmented(self, targets: Sequence[Example], rng_for: Callable[[Example], random.Random]) -> Pool:
-        """This pool plus every target's paraphrase (the similar-augmented ablation)."""
-        extra = [self.paraphrase(t, rng_for(t)) for t in targets]
+    def augmented(
+        self,
+        targets: Sequence[Example],
+        rng_for: Callable[[Example], random.Random],
+        left_out: list[Example] | None = None,
+    ) -> Pool:
+        """This pool plus every target's paraphrase (the similar-augmented ablation); a target without
+        one adds nothing (appended to `left_out` when given)."""
+        extra = []
+        for target in targets:
+            try:
+                extra.append(self.paraphrase(target, rng_for(target)))
+            except NoParaphrase:
+                if left_out is not None:
+                    left_out.append(target)
         return Pool(self.task, self.examples + extra, self._paraphrase)

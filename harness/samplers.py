@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import ClassVar
 
-from icl_bench.pool import Pool
+from icl_bench.pool import NoParaphrase, Pool
 from icl_bench.types import Context, Example, Sampler
 
 
@@ -74,11 +74,34 @@ class OneNear(Sampler):
 
 
 @dataclass(frozen=True)
-class Paraphrase(Sampler):
-    """k-1 random + the target's paraphrase (x~, y~) from the task's paraphraser, at a random position."""
+class FellBack(Context):
+    """A context made by a sampler's fallback, in place of the sampler named `instead_of`."""
 
+    instead_of: str = ""
+
+
+@dataclass(frozen=True)
+class Paraphrase(Sampler):
+    """k-1 random + the target's paraphrase (x~, y~) from the task's paraphraser, at a random position.
+
+    A target without a paraphrase (`NoParaphrase`: its paraphrase is its own input) never gets itself:
+    with a `fallback` sampler the context is the fallback's, drawn from the rng exactly as this sampler
+    received it (a `FellBack` context); without one NoParaphrase reaches the caller, which leaves the
+    target out (the `paraphrase` test mode does).
+    """
+
+    fallback: Sampler | None = None
     name: ClassVar[str] = "paraphrase"
 
     def __call__(self, target: Example, pool: Pool, k: int, rng: random.Random) -> Context:
+        state = rng.getstate()
         others = pool.random(target, k - 1, rng)
-        return _with_near(pool, others, pool.paraphrase(target, rng), rng, self.name)
+        try:
+            near = pool.paraphrase(target, rng)
+        except NoParaphrase:
+            if self.fallback is None:
+                raise
+            rng.setstate(state)
+            made = self.fallback(target, pool, k, rng)
+            return FellBack(made.examples, made.sampler, made.near, instead_of=self.name)
+        return _with_near(pool, others, near, rng, self.name)

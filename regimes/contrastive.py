@@ -10,7 +10,8 @@ from icl_bench.samplers import OneNear, Paraphrase, Random, Similar
 @dataclass(frozen=True)
 class Contrastive(Regime):
     """Per instance: random(k) w.p. p_random, similar(k) w.p. p_similar, else one_near(k) whose near slot
-    is the target's paraphrase w.p. p_paraphrase (near sampled from the BM25 top_m by score)."""
+    is the target's paraphrase w.p. p_paraphrase (near sampled from the BM25 top_m by score).  A target
+    without a paraphrase (its own input) keeps the natural near example: that instance is one_near(k)."""
 
     p_random: float = 0.2
     p_similar: float = 0.2
@@ -33,7 +34,7 @@ class Contrastive(Regime):
             (self.p_random, Random()),
             (self.p_similar, Similar()),
             (near * (1.0 - self.p_paraphrase), OneNear(top_m=self.top_m)),
-            (near * self.p_paraphrase, Paraphrase()),
+            (near * self.p_paraphrase, Paraphrase(fallback=OneNear(top_m=self.top_m))),
         )
 
 

@@ -2,13 +2,16 @@
 
 import json
 import random
+import zlib
 
 import pytest
-from helpers import WordsTask, error_line, run_cli
+from helpers import WordShuffle, WordsTask, error_line, run_cli
 
-from icl_bench import Context, Sampler, Single, cli, plugins
-from icl_bench.contexts import ContextConfig, load_pool, write_contexts
+from icl_bench import Context, Example, Sampler, Single, cli, plugins
+from icl_bench.contexts import ContextConfig, instance_rng, load_pool, write_contexts
 from icl_bench.errors import UsageError
+from icl_bench.probes import probe_items
+from icl_bench.samplers import OneNear, Paraphrase
 from icl_bench.store import fingerprint, read_jsonl
 
 MODE_FILES = ["one-near.jsonl", "paraphrase.jsonl", "random.jsonl", "similar.jsonl"]
@@ -242,3 +245,113 @@ def test_list_table_goes_to_stdout(capsys):
     assert cli.main(["list", "modes"]) == 0
     out = capsys.readouterr().out
     assert "one-near" in out and "paraphrase" in out
+
+
+# --- targets without a paraphrase ---------------------------------------------------------------------
+
+
+def fails(text: str) -> bool:
+    """About a quarter of the inputs, decided by the text alone (the llm stage's fallback sees no id)."""
+    return zlib.crc32(text.encode()) % 4 == 0
+
+
+@pytest.fixture
+def failing_words(registered_words, monkeypatch):
+    """The words task whose paraphraser gives `fails` inputs back unchanged (nothing it can change)."""
+    shuffle = WordShuffle.__call__
+
+    def paraphrase(self, target, rng):
+        if fails(target.input):
+            return Example("p", target.input, target.output)
+        return shuffle(self, target, rng)
+
+    monkeypatch.setattr(WordShuffle, "__call__", paraphrase)
+    return registered_words
+
+
+def leaks(task, records: list[dict]) -> list[str]:
+    """Records whose context shows their own target's input (any case or spacing) with its gold output."""
+    by_id = {ex.id: ex for split in task.splits for ex in task.load(split)}
+    found = []
+    for record in records:
+        target = by_id[record["id"]]
+        own = f"{task.render_input(target)}{task.render_output(target)}\n"
+        if " ".join(own.lower().split()) in " ".join(record["prompt"].lower().split()):
+            found.append(record["id"])
+    return found
+
+
+def test_targets_without_a_paraphrase_are_left_out_or_fall_back(failing_words, tmp_path, capsys):
+    task, config = failing_words, ContextConfig(k=4, epochs=2, max_pool=80, max_test=40)
+    pool_targets = task.load("train")[:80]
+    failed_test = sorted(ex.id for ex in task.load("test")[:40] if fails(ex.input))
+    failed_pool = [ex for ex in pool_targets if fails(ex.input)]
+    assert len(failed_test) >= 5 and len(failed_pool) >= 10
+    para_only = Single("paraphrase-only", "paraphrase(k) for every instance", sampler=Paraphrase())
+    regimes = [plugins.regimes[name] for name in ("contrastive", "similar-augmented", "zero")] + [para_only]
+    write_contexts(task, regimes, config, tmp_path)
+
+    # test: no paraphrase record for the failed targets, every other mode keeps them all
+    modes = {name: read_jsonl(tmp_path / "test" / "test" / name) for name in MODE_FILES}
+    assert sorted(r["id"] for r in modes["paraphrase.jsonl"]) == sorted(
+        ex.id for ex in task.load("test")[:40] if not fails(ex.input)
+    )
+    assert all(len(modes[name]) == 40 for name in MODE_FILES if name != "paraphrase.jsonl")
+    probed = probe_items(task, load_pool(task, config), config, 40)  # the probes' C is that mode's context
+    assert sorted(item.target.id for item in probed) == sorted(r["id"] for r in modes["paraphrase.jsonl"])
+    summary = json.loads((tmp_path / "test" / "summary.json").read_text())["paraphrase_mode"]
+    assert summary == {"test": {"targets": 40, "left_out": len(failed_test), "left_out_ids": failed_test}}
+
+    # contrastive: an instance that drew the paraphrase component keeps its one_near context instead
+    contrastive = read_jsonl(tmp_path / "train" / "contrastive.jsonl")
+    assert len(contrastive) == 160
+    fell_back = []
+    for target in failed_pool:
+        for epoch in range(2):
+            rng = instance_rng(config, task, "regime:contrastive", epoch, target)
+            if rng.random() >= 0.2 + 0.2 + 0.6 * 0.7:  # SPEC 2: the paraphrase share of the draws
+                near = OneNear(top_m=16)(target, load_pool(task, config), 4, rng)
+                fell_back.append((target.id, epoch, [ex.id for ex in near.examples], near.near))
+    records = [r for r in contrastive if r.get("instead_of") == "paraphrase"]
+    assert len(fell_back) >= 2
+    assert sorted((r["id"], r["epoch"], r["context_ids"], r["near"]) for r in records) == sorted(fell_back)
+    assert {r["sampler"] for r in records} == {"one_near"}
+    train = {path.stem: json.loads(path.read_text()) for path in (tmp_path / "train").glob("*.summary.json")}
+    assert train["contrastive.summary"]["fell_back"] == len(fell_back)
+    assert train["contrastive.summary"]["fell_back_to"] == ["one_near"]
+    assert train["contrastive.summary"]["left_out"] == train["contrastive.summary"]["not_augmented"] == 0
+    assert train["contrastive.summary"]["records"] == 160
+
+    # a regime with no fallback leaves the instances out; the augmented pool gets no paraphrase for them
+    assert train["paraphrase-only.summary"]["left_out"] == 2 * len(failed_pool)
+    assert len(read_jsonl(tmp_path / "train" / "paraphrase-only.jsonl")) == 160 - 2 * len(failed_pool)
+    assert train["similar-augmented.summary"]["not_augmented"] == len(failed_pool)
+    augmented = read_jsonl(tmp_path / "train" / "similar-augmented.jsonl")
+    assert not {f"{ex.id}~para" for ex in failed_pool} & {i for r in augmented for i in r["context_ids"]}
+    assert train["zero.summary"]["fell_back"] == train["zero.summary"]["left_out"] == 0
+
+    # nowhere does a context hold its own target with the gold output (the check does see one)
+    everything = [r for path in tmp_path.rglob("*.jsonl") for r in read_jsonl(path)]
+    assert len(everything) > 600 and leaks(task, everything) == []
+    shown = failed_pool[0]
+    assert leaks(task, [{"id": shown.id, "prompt": task.prompt([shown], shown).upper()}]) == [shown.id]
+
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"words/test: {len(failed_test)} of 40 targets left out of the paraphrase mode" in err
+    assert f"words: contrastive: {len(fell_back)} of 160 training instances fell back" in err
+    assert f"words: paraphrase-only: {2 * len(failed_pool)} of 160 training instances left out" in err
+
+
+def test_contexts_without_failures_keep_every_target(registered_words, tmp_path, capsys):
+    """The words task's shuffle never fails: every target keeps its paraphrase record, the counts are
+    zero and stderr says nothing about it."""
+    regimes = [plugins.regimes["contrastive"]]
+    write_contexts(registered_words, regimes, ContextConfig(max_pool=80, max_test=40, epochs=2), tmp_path)
+    assert len(read_jsonl(tmp_path / "test" / "test" / "paraphrase.jsonl")) == 40
+    summary = json.loads((tmp_path / "test" / "summary.json").read_text())["paraphrase_mode"]
+    assert summary["test"]["left_out"] == 0
+    train = json.loads((tmp_path / "train" / "contrastive.summary.json").read_text())
+    assert (train["fell_back"], train["left_out"], train["records"]) == (0, 0, 160)
+    everything = [r for path in tmp_path.rglob("*.jsonl") for r in read_jsonl(path)]
+    assert leaks(registered_words, everything) == []
+    assert "left out" not in capsys.readouterr().err

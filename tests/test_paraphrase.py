@@ -1,12 +1,14 @@
 """The paraphrase stage: parsing an LM's answer, validation, per-example fallback, the store cache, and
 contexts built from the prepared paraphrases (with `tiny` as the LM)."""
 
+import dataclasses
 import json
 
 import pytest
-from helpers import error_line, run_cli
+from helpers import WordShuffle, error_line, run_cli
+from test_contexts_cli import fails, leaks
 
-from icl_bench import paraphrase
+from icl_bench import Example, paraphrase, plugins
 from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
 from icl_bench.store import Store
 
@@ -101,7 +103,8 @@ def test_paraphrase_command_prints_what_was_kept(tmp_path):
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "mt-django-en-de: wordnet-synonyms"
-    assert lines[1] == "accepted 30, fell back 0, unchanged 0"  # smoke: 24 pool + 3 id + 3 ood targets
+    # smoke: 24 pool + 3 id + 3 ood targets; one pool target's only paraphrase is itself, lower-cased
+    assert lines[1] == "accepted 29, fell back 0, unchanged 1"
     assert len(lines) == 2 + 1 + 3 and all(" -> " in line for line in lines[3:])
     bad = run_cli("paraphrase", "--task", "mt-django-en-de", "--paraphraser", "nope", cwd=tmp_path)
     line = error_line(bad)
@@ -120,3 +123,60 @@ def test_a_new_paraphraser_version_rebuilds_the_contexts(registered_words, words
     assert again.test != first.test
     key = json.loads((again.test / "inputs.json").read_text())
     assert key["paraphrasers"] == [f"{words_paraphraser.name}@2"]
+
+
+def test_llm_targets_whose_fallback_cannot_paraphrase_them_are_left_out(
+    registered_words, tmp_path, monkeypatch, capsys
+):
+    """An LM answer with no valid candidate falls back to the task's paraphraser; where that gives the
+    input back, the target gets no paraphrase record and no context shows it with its gold output."""
+    shuffle = WordShuffle.__call__
+
+    def task_paraphraser(self, target, rng):  # what the llm stage's fallback can do: nothing for `fails`
+        if fails(target.input):
+            return Example("p", target.input, target.output)
+        return shuffle(self, target, rng)
+
+    def answers(self, reference, sentences):  # a third valid, the rest the input itself or nothing
+        return [
+            json.dumps({"Sentence 1": [" ".join(reversed(text.split()))]})
+            if i % 3 == 0
+            else json.dumps({"Sentence 1": [text.upper(), ""]})
+            for i, text in enumerate(sentences)
+        ]
+
+    monkeypatch.setattr(WordShuffle, "__call__", task_paraphraser)
+    monkeypatch.setattr(paraphrase.LLM, "answers", answers)
+    config = ContextConfig(k=4, max_pool=60, max_test=30, paraphraser="llm", paraphrase_model="tiny")
+    store = Store(tmp_path / "store")
+    contrastive = dataclasses.replace(plugins.regimes["contrastive"], p_paraphrase=1.0)  # near: always x~
+    built = build_contexts(registered_words, [contrastive], config, store)
+
+    (folder,) = (store.root / "paraphrases").iterdir()
+    rows = {row["input"]: row for row in map(json.loads, (folder / "paraphrases.jsonl").open())}
+    failed = {text for text, row in rows.items() if row["paraphrase"] == text}
+    assert failed == {text for text, row in rows.items() if row["source"] != "llm" and fails(text)}
+    assert len(failed) >= 5
+    report = paraphrase.Report()
+    paraphrase.summarize(list(rows.values()), report)
+    assert report.unchanged == len(failed)
+
+    tests = registered_words.load("test")[:30]
+    left_out = sorted(ex.id for ex in tests if ex.input in failed)
+    records = read_test_records(built.test, registered_words)
+    assert sorted(r["id"] for r in records if r["mode"] == "paraphrase") == sorted(
+        ex.id for ex in tests if ex.input not in failed
+    )
+    summary = json.loads((built.test / "test" / "summary.json").read_text())["paraphrase_mode"]["test"]
+    assert (summary["left_out"], summary["left_out_ids"]) == (len(left_out), left_out) and left_out
+    training = built.training_records("contrastive")
+    fell_back = [r for r in training if r.get("instead_of") == "paraphrase"]
+    counts = json.loads((built.train["contrastive"] / "train" / "contrastive.summary.json").read_text())
+    assert counts["fell_back"] == len(fell_back) and {r["sampler"] for r in fell_back} <= {"one_near"}
+    pool_failed = {ex.id for ex in registered_words.load("train")[:60] if ex.input in failed}
+    assert fell_back and {r["id"] for r in fell_back} <= pool_failed
+    assert leaks(registered_words, records + training) == []
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"words/test: {len(left_out)} of 30 targets left out of the paraphrase mode" in err
+    key = json.loads((built.test / "inputs.json").read_text())
+    assert key["failed_paraphrases"] == "left out"  # contexts built before leaving them out are rebuilt

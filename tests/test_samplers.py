@@ -2,15 +2,17 @@
 
 import random
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from helpers import excluded_for, max_document_frequency, reference_scores, same_ranking, top_of
 
-from icl_bench import Example
+from icl_bench import Context, Example
 from icl_bench.errors import UsageError
-from icl_bench.pool import Pool
-from icl_bench.samplers import Empty, OneNear, Paraphrase, Random, Similar
+from icl_bench.paraphrase import same_input
+from icl_bench.pool import NoParaphrase, Pool
+from icl_bench.samplers import Empty, FellBack, OneNear, Paraphrase, Random, Similar
 
 K = 4
 ALL_SAMPLERS = (Empty(), Random(), Similar(), OneNear(top_m=1), OneNear(top_m=16), Paraphrase())
@@ -184,3 +186,71 @@ def test_k_one_contexts(words_pool, words_task):
 def test_paraphrase_of_meta_is_set_by_the_harness(words_pool):
     made = words_pool.paraphrase(Example("x1", "aa bb cc", "odd", {"keep": 1}), random.Random(0))
     assert made.id == "x1~para" and made.meta["paraphrase_of"] == "x1"
+
+
+# --- a paraphrase that is the target itself -------------------------------------------------------------
+
+
+def own_input_for(fails: set[str], variant: Callable[[str], str] = str):
+    """A paraphraser that makes `variant` of the target's own input for the ids in `fails`, and
+    otherwise reverses the words; y~ = y*."""
+
+    def paraphrase(target: Example, rng: random.Random) -> Example:
+        if target.id in fails:
+            return Example("p", variant(target.input), target.output)
+        return Example("p", " ".join(reversed(target.input.split())), target.output)
+
+    return paraphrase
+
+
+@pytest.mark.parametrize(
+    "variant", [str, str.upper, lambda text: "  ".join(text.split()) + " "], ids=["same", "upper", "spaced"]
+)
+def test_a_paraphrase_that_is_the_target_is_no_paraphrase(words_task, variant):
+    """Its input up to case and spacing (the LM stage's "the input"): NoParaphrase, never (x*, y*)."""
+    test = words_task.load("test")
+    fails = {test[0].id, test[2].id}
+    pool = Pool(words_task, words_task.load("train"), own_input_for(fails, variant))
+    for target in test[:4]:
+        if target.id in fails:
+            with pytest.raises(NoParaphrase, match=target.id):
+                pool.paraphrase(target, random.Random(0))
+            with pytest.raises(NoParaphrase):
+                Paraphrase()(target, pool, K, random.Random(0))
+        else:
+            assert Paraphrase()(target, pool, K, random.Random(0)).sampler == "paraphrase"
+
+
+def test_paraphrase_falls_back_to_its_fallbacks_own_context(words_task):
+    """With a fallback the failed target gets exactly the context the fallback draws from the same rng
+    (one_near: the natural near example the paraphrase would replace); other targets are untouched."""
+    test = words_task.load("test")
+    fails = {ex.id for ex in test[:10:2]}
+    pool = Pool(words_task, words_task.load("train"), own_input_for(fails))
+    with_fallback, plain = Paraphrase(fallback=OneNear(top_m=16)), Paraphrase()
+    for target in test[:10]:
+        for draw in range(3):
+            context = with_fallback(target, pool, K, random.Random(f"{target.id}/{draw}"))
+            if target.id in fails:
+                expected = OneNear(top_m=16)(target, pool, K, random.Random(f"{target.id}/{draw}"))
+                assert isinstance(context, FellBack) and context.instead_of == "paraphrase"
+                assert (context.examples, context.sampler, context.near) == (
+                    expected.examples,
+                    "one_near",
+                    expected.near,
+                )
+                assert not any(same_input(ex.input, target.input) for ex in context.examples)
+            else:
+                assert context == plain(target, pool, K, random.Random(f"{target.id}/{draw}"))
+                assert type(context) is Context
+
+
+def test_augmented_pool_adds_no_paraphrase_for_a_failed_target(words_task):
+    train = words_task.load("train")[:30]
+    fails = {ex.id for ex in train[:6]}
+    pool = Pool(words_task, train, own_input_for(fails))
+    left_out: list[Example] = []
+    augmented = pool.augmented(train, lambda t: random.Random(t.id), left_out)
+    assert [ex.id for ex in left_out] == [ex.id for ex in train[:6]]
+    added = augmented.examples[len(train) :]
+    assert [ex.meta["paraphrase_of"] for ex in added] == [ex.id for ex in train[6:]]
