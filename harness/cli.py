@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -13,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from icl_bench import plugins
 from icl_bench.errors import UsageError
+from icl_bench.models import PRECISIONS
 from icl_bench.types import Regime
+from icl_bench.validate import check_writable, is_number, names_in
 
 if TYPE_CHECKING:
     from icl_bench.store import Store
@@ -35,6 +38,17 @@ def positive(text: str) -> int:
     return value
 
 
+def positive_number(text: str) -> float:
+    """A finite number above 0 (a learning rate): not NaN, not infinite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite positive number")
+    return value
+
+
 def names(kind: str) -> list[dict[str, str]]:
     from icl_bench.modes import MODES
 
@@ -43,15 +57,14 @@ def names(kind: str) -> list[dict[str, str]]:
     return [{"name": item.name, "description": item.description} for item in items]
 
 
-def csv_names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def store_of(args: argparse.Namespace, tasks: list[str] | None = None) -> Store:
-    """--store checked writable and made the process's store; --data-dir applied to `tasks`."""
-    from icl_bench.store import Store
+    """--store checked writable (not created: its stages create it when they write) and made the
+    process's store; --data-dir applied to `tasks`."""
+    from icl_bench.store import STORE_ENV, Store
 
-    store = Store(args.store).check_writable().activate()
+    store = Store(args.store)
+    check_writable(store.root, f"--store (or ${STORE_ENV})")
+    store.activate()
     apply_data_dirs(getattr(args, "data_dir", None) or [], tasks or [])
     return store
 
@@ -75,20 +88,26 @@ def apply_data_dirs(settings: list[str], tasks: list[str]) -> None:
             os.environ[plugins.tasks[task].data_env] = str(Path(folder).resolve())  # type: ignore[index]
 
 
-def parse_setting(setting: str, current: object, value: str) -> bool | int | float | None:
-    """A --set value typed like the field's current value: bool, int, float (or null for optional)."""
+def parse_setting(
+    setting: str, current: object, value: str, optional: bool = False
+) -> bool | int | float | None:
+    """A --set value typed like the field's current value: bool, int, or a finite float (null too for an
+    `optional` field, one whose default is None); an int given for a float field becomes a float, so
+    `p_paraphrase=0` and `=0.0` are the same regime (and store key)."""
     if not (current is None or isinstance(current, (bool, int, float))):
         raise UsageError(f"--set {setting!r}: that field is not a number or boolean and cannot be set here")
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
+    if isinstance(parsed, float) and not math.isfinite(parsed):  # NaN, Infinity, -Infinity, 1e999
+        raise UsageError(f"--set {setting!r}: {value} is not a finite number; pass a finite value")
     if isinstance(current, bool):
         ok = isinstance(parsed, bool)
     elif isinstance(current, int):
         ok = isinstance(parsed, int) and not isinstance(parsed, bool)
     else:
-        ok = parsed is None or (isinstance(parsed, (int, float)) and not isinstance(parsed, bool))
+        ok = (parsed is None and optional) or is_number(parsed)
     if not ok:
         kind = (
             "true/false"
@@ -97,14 +116,38 @@ def parse_setting(setting: str, current: object, value: str) -> bool | int | flo
             if current is not None
             else "number"
         )
-        raise UsageError(f"--set {setting!r}: {value!r} is not a valid {kind}")
-    return parsed
+        nullable = " (or null)" if optional and not isinstance(current, (bool, int)) else ""
+        raise UsageError(f"--set {setting!r}: {value!r} is not a valid {kind}{nullable}")
+    return float(parsed) if isinstance(parsed, int) and not isinstance(current, (bool, int)) else parsed
+
+
+def check_setting(setting: str, field: str, value: object) -> None:
+    """The ranges of regime fields: a probability (`p_*`) in [0, 1]; `min_mean_sim`, a threshold on a
+    mean cosine similarity (records are kept when above it), in [-1, 1)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if field.startswith("p_") and not 0 <= value <= 1:
+        raise UsageError(f"--set {setting!r}: {field}={value} is not a probability; pass a value in [0, 1]")
+    if field == "min_mean_sim" and not -1 <= value < 1:
+        raise UsageError(
+            f"--set {setting!r}: min_mean_sim is a threshold on a mean cosine similarity; "
+            "pass a value in [-1, 1), or null for no filter"
+        )
+
+
+def has_context(regime: Regime) -> bool:
+    """Whether some instance of `regime` has context examples (a mean sim_x to filter on)."""
+    from icl_bench.samplers import Empty
+
+    return any(prob > 0 and not isinstance(sampler, Empty) for prob, sampler in regime.components())
 
 
 def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
-    """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`."""
-    chosen = list(plugins.regimes) if spec == "all" else csv_names(spec)
+    """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`;
+    every value checked here, before any work."""
+    chosen = list(plugins.regimes) if spec == "all" else names_in("--regimes", spec, "regimes")
     regimes = {name: plugins.regimes[name] for name in chosen}
+    filtered: dict[str, str] = {}  # regime -> the --set of its min_mean_sim
     for setting in settings:
         target, _, value = setting.partition("=")
         name, _, field = target.rpartition(".")
@@ -118,9 +161,17 @@ def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
             raise UsageError(
                 f"--set {setting!r}: regime {name!r} has no field {field!r}; fields: {', '.join(known)}"
             )
-        regimes[name] = dataclasses.replace(
-            regime, **{field: parse_setting(setting, getattr(regime, field), value)}
-        )
+        parsed = parse_setting(setting, getattr(regime, field), value, known[field].default is None)
+        check_setting(setting, field, parsed)
+        regimes[name] = dataclasses.replace(regime, **{field: parsed})
+        if field == "min_mean_sim":
+            filtered[name] = setting
+    for name, setting in filtered.items():
+        if regimes[name].min_mean_sim is not None and not has_context(regimes[name]):
+            raise UsageError(
+                f"--set {setting!r}: regime {name!r} trains without context examples, so min_mean_sim "
+                "would drop every training instance; set it on a regime with contexts (e.g. similar)"
+            )
     return list(regimes.values())
 
 
@@ -144,7 +195,6 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_contexts(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
     from icl_bench.progress import console
-    from icl_bench.store import writable
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -152,7 +202,7 @@ def cmd_contexts(args: argparse.Namespace) -> None:
         k=args.k, seed=args.seed, epochs=args.epochs, max_pool=args.max_pool, max_test=args.max_test
     )
     if args.out:
-        print(write_contexts(task, regimes, config, writable(Path(args.out), "--out")))
+        print(write_contexts(task, regimes, config, check_writable(Path(args.out), "--out")))
         return
     built = build_contexts(task, regimes, config, store_of(args, [task.name]))
     console.print(f"test contexts in {built.test}")
@@ -184,16 +234,16 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
 
 
 def plan_of(args: argparse.Namespace):
-    """The sweep the options describe, with --store and --out checked writable before any work."""
+    """The sweep the options describe, with --store and --out checked writable (neither created) before
+    any work."""
     from icl_bench.progress import quiet_libraries
     from icl_bench.run import MAIN_REGIMES, Plan
-    from icl_bench.store import writable
 
     quiet_libraries()
     spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
     plan = Plan(
-        models=csv_names(args.models),
-        tasks=csv_names(args.tasks),
+        models=names_in("--models", args.models, "models"),
+        tasks=names_in("--tasks", args.tasks, "tasks"),
         regimes=resolve_regimes(spec, args.set),
         size=args.size,
         seed=args.seed,
@@ -214,7 +264,7 @@ def plan_of(args: argparse.Namespace):
     )
     store = store_of(args, plan.tasks)
     if getattr(args, "out", None):
-        writable(plan.out, "--out")
+        check_writable(plan.out, "--out")
     return plan, store
 
 
@@ -232,11 +282,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     from icl_bench.run import run
 
     plan, store = plan_of(args)
+    if args.probes:  # the probes' needs (k >= 2, a paraphraser), before the sweep
+        from icl_bench import probes
+
+        for name in plan.tasks:
+            probes.check_task(plugins.tasks[name], plan.k)
     failures = run(plan, store)
     show(plan.out / "results")
     if args.probes:  # every regime that trained; a failed one is reported below
-        from icl_bench import probes
-
         probes.show(probes.probe_stage(plan, store, args.max_probe, skip_untrained=True))
     fail_on(failures)
 
@@ -284,14 +337,13 @@ def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from icl_bench.leaderboard import check_leaderboard, index_suites, show, write_leaderboard
     from icl_bench.progress import console
-    from icl_bench.store import writable
 
     stale = []
     for results, out in suites(args):
         if args.check:
             stale += [f"{out}/{name}" for name in check_leaderboard(results, out)]
         else:
-            write_leaderboard(results, writable(out, "--out"))
+            write_leaderboard(results, check_writable(out, "--out"))
             console.print(f"wrote {out}/leaderboard.md")
             show(results)
     if args.check:
@@ -332,12 +384,11 @@ def cmd_export(args: argparse.Namespace) -> None:
     from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
     from icl_bench.export import export_lm_eval
     from icl_bench.progress import quiet_libraries
-    from icl_bench.store import writable
 
     quiet_libraries()
     task = plugins.tasks[args.task]
     config = ContextConfig(k=args.k, seed=args.seed, max_test=args.max_test)
-    out = writable(Path(args.out), "--out")
+    out = check_writable(Path(args.out), "--out")
     built = build_contexts(task, [], config, store_of(args, [task.name]))
     for name in export_lm_eval(task, read_test_records(built.test, task), out):
         print(name)
@@ -345,11 +396,10 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_theory(args: argparse.Namespace) -> None:
     from icl_bench.progress import console, out
-    from icl_bench.store import writable
     from icl_bench.theory import TheoryConfig, rich_tables, run_theory, write_theory
 
     config = TheoryConfig(d=args.d, k=args.k, seed=args.seed, steps=args.steps)
-    folder = writable(Path(args.out), "--out")
+    folder = check_writable(Path(args.out), "--out")
     result = run_theory(config, log=lambda line: console.print(f"[bold]theory[/] {line}"))
     for table in rich_tables(result):
         out.print(table, soft_wrap=False)
@@ -360,14 +410,16 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from icl_bench.alignment import AlignmentConfig, analyze, render
+    from icl_bench.alignment.analysis import FINE_TUNED, demonstrations
     from icl_bench.alignment.report import rich_table
+    from icl_bench.models import resolve
     from icl_bench.progress import out, quiet_libraries
-    from icl_bench.store import writable, write_atomic
+    from icl_bench.store import write_atomic
 
     quiet_libraries()
-    tasks = csv_names(args.tasks)
+    tasks = names_in("--tasks", args.tasks, "tasks")
     store = store_of(args, tasks)  # an unknown task fails here, listing the known ones
-    folder = writable(Path(args.out), "--out")
+    folder = check_writable(Path(args.out), "--out")
     defaults = AlignmentConfig()
     config = AlignmentConfig(
         k=args.k,
@@ -377,8 +429,17 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate or defaults.learning_rate,
         epochs=args.epochs or defaults.epochs,
     )
-    for name in tasks:
-        plugins.tasks[name].check()  # the data, before any training
+    for name in tasks:  # every task a classification task, before any task's data is fetched
+        if not plugins.tasks[name].choices:
+            raise UsageError(
+                f"analyze ft-vs-icl needs a classification task (label choices); {name} has none"
+            )
+    for setting in FINE_TUNED:  # the fine-tuning configs (seed, ...), before any data or training
+        config.train_config(setting)
+    resolve(args.model)
+    for name in tasks:  # every task's data and k demonstrations, before any training
+        plugins.tasks[name].check()
+        demonstrations(plugins.tasks[name], config)
     results = [analyze(plugins.tasks[name], args.model, config, store) for name in tasks]
     out.print(rich_table(results), soft_wrap=False)
     for name, data in render(results).items():
@@ -416,7 +477,9 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=positive, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=positive, default=16, help="evaluation batch size")
-    parser.add_argument("--learning-rate", type=float, help="override the size preset's learning rate")
+    parser.add_argument(
+        "--learning-rate", type=positive_number, help="override the size preset's learning rate"
+    )
     parser.add_argument("--max-test", type=positive, help="override the size preset's test examples")
     parser.add_argument("--max-pool", type=positive, help="override the size preset's pool examples")
     parser.add_argument(
@@ -428,6 +491,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         default="auto",
+        choices=PRECISIONS,
         help="fp32, bf16, or auto (default): bf16 on a GPU that computes it natively, else fp32",
     )
     paraphrase_arguments(parser)
@@ -554,9 +618,11 @@ def build_parser() -> Parser:
     analysis.add_argument("--k", type=positive, default=32, help="demonstrations (ICL and fine-tuning)")
     analysis.add_argument("--max-test", type=positive, help="at most N test examples per task")
     analysis.add_argument("--seed", type=int, default=0)
-    analysis.add_argument("--learning-rate", type=float, help="fine-tuning learning rate (default 0.01, SGD)")
+    analysis.add_argument(
+        "--learning-rate", type=positive_number, help="fine-tuning learning rate (default 0.01, SGD)"
+    )
     analysis.add_argument("--epochs", type=positive, help="fine-tuning epochs (default 3)")
-    analysis.add_argument("--precision", default="auto", help="fp32, bf16 or auto")
+    analysis.add_argument("--precision", default="auto", choices=PRECISIONS, help="fp32, bf16 or auto")
     analysis.add_argument("--store", help="artifact store folder")
     data_arguments(analysis)
     analysis.add_argument(

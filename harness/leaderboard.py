@@ -129,13 +129,28 @@ def read_environments(results: Path) -> dict[tuple[str, str, str, str], dict[str
     """(task, model, regime, stage) -> the environment recorded beside the results, stage being
     "train" or "evaluate"; a result without a record maps to None."""
     found: dict[tuple[str, str, str, str], dict[str, Any] | None] = {}
+    kinds = ("train", "evaluate")
+
+    def shaped(recorded: Any) -> bool:  # None, or an object whose packages (if any) are an object
+        return recorded is None or (
+            isinstance(recorded, dict) and isinstance(recorded.get("packages") or {}, dict)
+        )
+
     for path in sorted(results.glob(f"*/*/{environment.FILE}")):
+        fix = "delete it and rerun `icl-bench run` with the suite's options to record it again"
         try:
             recorded = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise UsageError(f"{path} is not valid JSON; rerun `icl-bench run` to rewrite it") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UsageError(f"{path} is not valid JSON; {fix}") from None
+        if not isinstance(recorded, dict) or not all(
+            stages is None or (isinstance(stages, dict) and all(shaped(stages.get(s)) for s in kinds))
+            for stages in recorded.values()
+        ):
+            raise UsageError(
+                f"{path} is not an environment record (an object of regime -> {{train, evaluate}}); {fix}"
+            )
         for regime, stages in sorted(recorded.items()):
-            for stage in ("train", "evaluate"):
+            for stage in kinds:
                 found[(path.parent.parent.name, path.parent.name, regime, stage)] = (stages or {}).get(stage)
     for path in sorted(results.glob("*/*/*.jsonl")):
         found.setdefault((path.parent.parent.name, path.parent.name, path.stem, "evaluate"), None)

@@ -157,7 +157,9 @@ def check_task(task: Task, k: int) -> None:
             "set the task's paraphraser or probe another task"
         )
     if k < 2:
-        raise UsageError(f"the copy probe deranges the context's labels, so it needs k >= 2; got k={k}")
+        raise UsageError(
+            f"the copy probe deranges the context's labels, so it needs k >= 2, not {k}; pass --k 2"
+        )
 
 
 def _example(ex: Example) -> dict[str, Any]:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from icl_bench import environment, models, paraphrase, plugins
-from icl_bench.contexts import ContextConfig, ContextSet, build_contexts, read_test_records
+from icl_bench.contexts import (
+    ContextConfig,
+    ContextSet,
+    build_contexts,
+    check_paraphrasers,
+    read_test_records,
+)
 from icl_bench.errors import UsageError
 from icl_bench.export import metric_names
 from icl_bench.progress import console
@@ -187,6 +193,14 @@ class Sweep:
             task.check()
             for name in metric_names(task, plan.metric):
                 plugins.metrics[name].check(store)
+            check_paraphrasers(task, plan.regimes)  # what each task's contexts need, before any task's
+            if plan.paraphraser and not task.paraphraser:
+                raise UsageError(f"task {task.name!r} has no paraphrase mode; drop --paraphraser for it")
+            pool = len(task.load(task.pool_split)[: self.contexts_config.max_pool])
+            if pool <= plan.k:
+                raise UsageError(
+                    f"k={plan.k} needs more than {pool} pool examples in task {task.name!r}; lower --k"
+                )
         # Resolve every model first, so an unreachable one fails before any training starts.
         self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
 

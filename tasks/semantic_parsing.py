@@ -32,11 +32,13 @@ from pathlib import Path
 from icl_bench import Example, Generation, Paraphraser, Task, hookimpl
 from icl_bench.errors import UsageError, unknown
 from icl_bench.types import Metric
+from icl_bench.validate import Rows
 
 LANGUAGES = {"es": "Spanish", "de": "German", "fr": "French"}
 MTOP_ENV = "ICL_BENCH_MTOP"
 SOURCE = "https://github.com/psunlpgroup/XSemPLR"
 MR_FIELD = "slot_intent"
+ROW = f'a list of {{"id", "question": {{lang: text}}, "mr": {{"{MR_FIELD}": {{lang: form}}}}}}'
 LEAF_SLOT = re.compile(r"\[(?P<slot>SL:[^\s\[\]]+) (?P<value>[^\[\]]+?) \]")  # a slot with no nested intent
 
 
@@ -119,25 +121,28 @@ class Mtop(Task):
             )
         try:
             text = path.read_text(encoding="utf-8")
-            rows = (
+            data = (
                 json.loads(text)
                 if path.suffix == ".json"
-                else [json.loads(x) for x in text.splitlines() if x]
+                else [json.loads(x) for x in text.splitlines() if x.strip()]
             )
-            examples = []
-            for i, row in enumerate(rows):
-                utterance = row["question"].get(self.language, "")
-                form = row["mr"][MR_FIELD].get(self.language, "")
-                if utterance.strip() and form.strip():
-                    uid = str(row.get("id", i))
-                    meta = {"language": self.language}
-                    examples.append(Example(f"{split}-{uid}", normalise(utterance), normalise(form), meta))
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        except (OSError, ValueError) as error:  # invalid UTF-8 or JSON
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:120]
             raise UsageError(
-                f"{self.name}: {path} is not in XSemPLR's MTOP layout ({reason}); expected a list of "
-                f'{{"id", "question": {{lang: text}}, "mr": {{"{MR_FIELD}": {{lang: form}}}}}}'
+                f"{self.name}: cannot read {path} ({reason}); set ${MTOP_ENV} to XSemPLR's dataset/mtop "
+                f"folder ({SOURCE})"
             ) from None
+        layout = Rows(path, "XSemPLR's MTOP layout", ROW, f"write it with XSemPLR's read_mtop ({SOURCE})")
+        examples = []
+        for i, row in enumerate(layout.of(data)):
+            layout.field(i, row, "question", dict)
+            layout.field(i, row, f"mr.{MR_FIELD}", dict)
+            utterance = layout.field(i, row, f"question.{self.language}", required=False) or ""
+            form = layout.field(i, row, f"mr.{MR_FIELD}.{self.language}", required=False) or ""
+            if utterance.strip() and form.strip():
+                uid = str(row.get("id", i))
+                meta = {"language": self.language}
+                examples.append(Example(f"{split}-{uid}", normalise(utterance), normalise(form), meta))
         if not examples:
             raise UsageError(f"{self.name}: {path} has no {self.source_language} ({self.language}) examples")
         return examples

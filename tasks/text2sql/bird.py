@@ -16,10 +16,12 @@ from icl_bench import Example
 from icl_bench.errors import UsageError, unknown
 from icl_bench.tasks.text2sql.base import Text2SQLTask, one_line
 from icl_bench.tasks.text2sql.execution import DB_KEY
+from icl_bench.validate import Rows
 
 BIRD_ENV = "ICL_BENCH_BIRD"
 WHERE = "download BIRD's train and dev sets from https://bird-bench.github.io/ and unpack them there"
 FILES = {"train": "train", "test": "dev"}  # our split -> BIRD's
+ROW = 'a list of {"question_id", "db_id", "question", "evidence", "SQL"}'
 
 
 class BirdText2SQL(Text2SQLTask):
@@ -63,13 +65,15 @@ class BirdText2SQL(Text2SQLTask):
                 rows = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
             except (OSError, ValueError) as error:
                 raise UsageError(f"cannot read {folder / f'{name}.json'} ({error}); {WHERE}") from None
+            layout = Rows(folder / f"{name}.json", "BIRD's layout", ROW, WHERE)
             examples = []
-            for i, row in enumerate(rows):
-                db = row["db_id"]
-                question = row["question"].strip()
-                if row.get("evidence", "").strip():
-                    question += f" Hint: {row['evidence'].strip()}"
-                sql = one_line(row.get("SQL") or row.get("query") or "")
+            for i, row in enumerate(layout.of(rows)):
+                db = layout.field(i, row, "db_id")
+                question = layout.field(i, row, "question").strip()
+                evidence = (layout.field(i, row, "evidence", required=False) or "").strip()
+                if evidence:
+                    question += f" Hint: {evidence}"
+                sql = one_line(layout.field(i, row, "SQL|query"))
                 meta = {DB_KEY: str(folder / f"{name}_databases" / db / f"{db}.sqlite"), "db_id": db}
                 if "difficulty" in row:
                     meta["difficulty"] = row["difficulty"]
@@ -82,5 +86,7 @@ class BirdText2SQL(Text2SQLTask):
                         meta,
                     )
                 )
+            if not examples:
+                raise layout.fail("holds no rows")
             self._loaded[split] = tuple(examples)
         return list(self._loaded[split])
