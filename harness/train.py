@@ -2,8 +2,9 @@
 
 One `transformers.Trainer` run, seeded: LoRA via `peft`, full fine-tuning, or full-rank training of the
 attention keys and values alone; AdamW (or SGD) with linear decay.  The objective is the causal-LM loss
-(`causal_lm_loss`: vocabulary logits at label positions only) or SPEC 6's layer-causal loss
-(`layer_causal_loss`); the log keeps every step's per-layer gradient norms.
+(`causal_lm_loss`: vocabulary logits at label positions only) or SPEC 6's layer-causal fine-tuning
+(`layer_causal_steps`: a step per layer, bottom to top); the log keeps every step's per-layer gradient
+norms and where the gradient clip acted.
 Checkpoints go to a folder the caller keeps across interruptions, and a rerun resumes from the newest
 complete one.  The result is a standard folder: a PEFT adapter, or a full model and its tokenizer, plus
 `train_log.json`.  DeepSpeed ZeRO is the distributed engine: `zero_config` writes its config, and
@@ -20,7 +21,7 @@ import socket
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,10 +58,14 @@ class TrainConfig:
 
     `adapt`: LoRA on the attention (+mlp) projections, `full` fine-tuning, or `key-value`: full-rank
     training of the attention key and value projections alone (`ModelSpec.key_value`), all else frozen.
-    `objective`: `causal-lm`, or `layer-causal` (SPEC 6: every decoder layer learns from its own logit-lens
-    exit, its input detached; `layer_causal_loss`).  `clip`: `l2:V` (global L2 norm at most V; the
-    default `l2:1.0` is the Trainer's own), `linf:V` (every gradient element clamped to [-V, V]) or `none`
-    (no clipping at all).  `optim`: `adamw_torch` or `sgd` (plain SGD, as the seed paper).
+    `objective`: `causal-lm`, or `layer-causal` (SPEC 6: on every batch, for each decoder layer from the
+    bottom up, a step on the loss of its own logit-lens exit, its input being the output of the layers
+    below as already updated; `layer_causal_steps`).  Under layer-causal only the decoder layers train
+    (every step belongs to one layer) and it runs in one process without gradient accumulation.
+    `clip`: `l2:V` or `linf:V`, gradient norm clipping (the gradient rescaled so its L2 / l-infinity norm
+    is at most V; `clip_gradients`) over all trained parameters, or under layer-causal over each layer's
+    step; the default `l2:1.0` is the Trainer's own; `none`: no clipping at all.  `optim`: `adamw_torch`
+    or `sgd` (plain SGD, as the seed paper).
     `group_by_length`: batches of similar lengths (the Trainer's length-grouped sampler) for less
     padding; the train log reports the padding waste either way."""
 
@@ -273,68 +278,184 @@ def causal_lm_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) -> 
     return _label_nll(exits, models.unembedding(model), batch, num_items_in_batch)
 
 
-def layer_causal_loss(model, batch: Mapping[str, Any], num_items_in_batch=None) -> torch.Tensor:
-    """SPEC 6's layer-causal loss: every decoder layer's input is detached and its output read through the
-    logit lens; the label NLL is summed over the layers (`_label_nll`), so layer l learns from its own
-    exit only: the top layer's term is the model's own loss.  `model` may be wrapped (PeftModel, DDP, a
-    DeepSpeed engine)."""
-    layers, exits = models.decoder_layers(model), []
-
-    def detach_input(module, args, kwargs):
-        if args:
-            return (args[0].detach(), *args[1:]), kwargs
-        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].detach()}
-
-    def keep_output(module, args, output):
-        exits.append(output[0] if isinstance(output, tuple) else output)
-
-    hooks = [layer.register_forward_pre_hook(detach_input, with_kwargs=True) for layer in layers]
-    hooks += [layer.register_forward_hook(keep_output) for layer in layers]
-    _run(model, batch, hooks)
-    return _label_nll(exits, models.logit_lens(model), batch, num_items_in_batch)
-
-
-def _layer_grad_norms(layers: Sequence[torch.nn.Module]) -> list[float]:
-    """Each layer's gradient L2 norm over its trainable parameters (0.0 for none), to 6 digits."""
+def _layer_calls(model, batch: Mapping[str, Any]) -> list[tuple[tuple, dict]]:
+    """How the model calls each decoder layer on `batch` (positional and keyword arguments: the input,
+    attention mask, position embeddings, ...), from one forward pass without gradients or a cache."""
     import torch
 
-    norms = []
-    for layer in layers:
-        grads = [p.grad for p in layer.parameters() if p.requires_grad and p.grad is not None]
-        norm = torch.linalg.vector_norm(torch.stack([g.float().norm() for g in grads])) if grads else 0.0
-        norms.append(float(f"{float(norm):.6g}"))
-    return norms
+    calls: list[tuple[tuple, dict]] = []
+    layers = models.decoder_layers(model)
+    hooks = [
+        layer.register_forward_pre_hook(
+            lambda m, args, kwargs: calls.append((args, kwargs)), with_kwargs=True
+        )
+        for layer in layers
+    ]
+    with torch.no_grad():
+        try:
+            model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch.get("attention_mask"),
+                use_cache=False,
+                logits_to_keep=1,
+            )
+        finally:
+            for hook in hooks:
+                hook.remove()
+    if len(calls) != len(layers):
+        raise RuntimeError(f"the model called {len(calls)} of its {len(layers)} decoder layers")
+    return calls
 
 
-def _trainer(objective: str, layers: Sequence[torch.nn.Module], **kwargs):
-    """A `transformers.Trainer` for `objective` that also logs the per-layer gradient norms of every
-    optimizer step ("layer_grad_norms" in its log history, so a resumed run keeps the earlier ones)."""
+def _call_layer(layer, hidden: torch.Tensor, call: tuple[tuple, dict]) -> torch.Tensor:
+    """`layer`'s output hidden states on input `hidden`, with the other arguments of `call`."""
+    args, kwargs = call
+    out = layer(hidden, *args[1:], **kwargs) if args else layer(**{**kwargs, "hidden_states": hidden})
+    return out[0] if isinstance(out, tuple) else out
+
+
+def layer_causal_steps(
+    model,
+    batch: Mapping[str, Any],
+    step: Callable[[int, torch.nn.Module], None],
+    num_items_in_batch=None,
+) -> torch.Tensor:
+    """SPEC 6's layer-causal fine-tuning on one batch, as the paper has it: "each layer sequentially,
+    regarding the output of the previous layer as constant".  For l = 1..L from the bottom: layer l's
+    output, computed from the output of the layers below as already updated on this batch, is read
+    through the logit lens (final norm + unembedding); the gradient of its label NLL (`_label_nll`) with
+    respect to layer l's own trainable parameters lands in their .grad; `step(l - 1, layer)` applies it
+    (clipping, the optimizer step, clearing the gradient); then layer l's output is recomputed with its
+    new weights as layer l + 1's input.  Only the decoder layers learn; each from its own exit.
+
+    Returns the sum of the L exit losses, each taken before its own layer's step (the top one is the
+    model's own loss at that point).  The released code of the paper (GiilDe/ft-vs-icl) instead sums the
+    exits of detached layer inputs and steps once, updating every layer from the old lower layers."""
+    import torch
+
+    layers, lens = models.decoder_layers(model), models.logit_lens(model)
+    calls = _layer_calls(model, batch)
+    args, kwargs = calls[0]
+    hidden = args[0] if args else kwargs["hidden_states"]
+    total = torch.zeros((), device=hidden.device)
+    for number, (layer, call) in enumerate(zip(layers, calls, strict=True)):
+        trained = [p for p in layer.parameters() if p.requires_grad]
+        output = _call_layer(layer, hidden.detach(), call)
+        loss = _label_nll([output], lens, batch, num_items_in_batch)
+        if trained:
+            loss.backward(inputs=trained)  # layer l's parameters only: not the lens, not the layers below
+        step(number, layer)
+        total = total + loss.detach()
+        if number + 1 < len(layers):
+            with torch.no_grad():
+                hidden = _call_layer(layer, hidden, call) if trained else output.detach()
+    return total
+
+
+def clip_gradients(params: Iterable[torch.nn.Parameter], clip: tuple[str, float]) -> bool:
+    """Gradient norm clipping in place, as torch's `clip_grad_norm_`: ("l2", V) or ("linf", V) rescales
+    the gradients of `params` by V / (norm + 1e-6) when that is below 1, the norm their joint L2 or
+    l-infinity norm (the paper's "clipped to 12.0 in l-inf norm"); ("none", 0) leaves them.  Returns
+    whether the clip acted, i.e. changed the gradients."""
+    import torch
+
+    kind, bound = clip
+    params = [p for p in params if p.grad is not None]
+    if kind == "none" or not params:
+        return False
+    norm = torch.nn.utils.clip_grad_norm_(params, bound, norm_type=2.0 if kind == "l2" else math.inf)
+    return bound / (float(norm) + 1e-6) < 1.0
+
+
+def _grad_norm(params: Iterable[torch.nn.Parameter], order: float) -> float:
+    """The joint L2 (`order` 2) or l-infinity (`order` inf) norm of the gradients of `params` (0.0 for
+    none), to 6 digits."""
+    import torch
+
+    grads = [p.grad for p in params if p.requires_grad and p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.linalg.vector_norm(
+        torch.stack([torch.linalg.vector_norm(g.float(), order) for g in grads]), order
+    )
+    return float(f"{float(norm):.6g}")
+
+
+def _layer_grad_norms(layers: Sequence[torch.nn.Module], order: float = 2.0) -> list[float]:
+    """Each layer's gradient norm (L2 by default, or l-infinity) over its trainable parameters."""
+    return [_grad_norm(layer.parameters(), order) for layer in layers]
+
+
+def _trainer(objective: str, layers: Sequence[torch.nn.Module], clip: tuple[str, float], **kwargs):
+    """A `transformers.Trainer` for `objective` that also logs, for every optimizer step, each layer's
+    gradient L2 and l-infinity norms before clipping and whether the `clip` acted on that layer's
+    gradient ("layer_grad_norms", "layer_grad_linf", "clip_acted" in its log history, so a resumed run
+    keeps the earlier ones).  Under layer-causal a step is `layer_causal_steps`' L layer steps, each
+    clipped on its own; otherwise the clip is joint (the Trainer's L2 clip, or `_callbacks`' l-inf one),
+    so it acts on every layer with a gradient at once."""
     from transformers import Trainer
 
     class LayerTrainer(Trainer):
-        pending: list[float] | None = None
+        pending: dict[str, list] | None = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if objective == "causal-lm" and not layers:  # not a Llama-family decoder: the model's own
+            if not layers:  # not a Llama-family decoder (causal-lm only): the model's own loss
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            objective_loss = causal_lm_loss if objective == "causal-lm" else layer_causal_loss
-            loss = objective_loss(model, inputs, num_items_in_batch)
+            loss = causal_lm_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # as Trainer: the count spans all processes
             return (loss, None) if return_outputs else loss
 
         def training_step(self, model, inputs, num_items_in_batch=None):
+            if objective == "layer-causal":
+                return self.layer_causal_step(model, inputs, num_items_in_batch)
             loss = super().training_step(model, inputs, num_items_in_batch)
             # After the step's last backward and before any clipping.  Not under DeepSpeed: its engine
             # keeps the gradients (ZeRO: partitioned) in its own buffers and steps inside backward, so
             # p.grad holds no gradient to read; the log has no "layer_grad_norms" then.
             if layers and not self.is_deepspeed_enabled and self.accelerator.sync_gradients:
-                self.pending = _layer_grad_norms(layers)
+                kind, bound = clip
+                total = _grad_norm(model.parameters(), 2.0 if kind == "l2" else math.inf)
+                acted = kind != "none" and bound / (total + 1e-6) < 1.0
+                self.pending = {
+                    "layer_grad_norms": _layer_grad_norms(layers),
+                    "layer_grad_linf": _layer_grad_norms(layers, math.inf),
+                    "clip_acted": [
+                        acted and any(p.grad is not None for p in layer.parameters()) for layer in layers
+                    ],
+                }
+            return loss
+
+        def layer_causal_step(self, model, inputs, num_items_in_batch=None):
+            """One batch of `layer_causal_steps`, each layer step clipped and applied by the optimizer at
+            the scheduler's current learning rate; the Trainer's own step then finds no gradient."""
+            if self.accelerator.num_processes > 1:
+                raise UsageError("objective=layer-causal runs in one process; launch it without a launcher")
+            model.train()
+            inputs = self._prepare_inputs(inputs)
+            norms: list[float] = []
+            linf: list[float] = []
+            acted: list[bool] = []
+
+            def step(number: int, layer) -> None:
+                trained = [p for p in layer.parameters() if p.grad is not None]
+                norms.append(_grad_norm(trained, 2.0))
+                linf.append(_grad_norm(trained, math.inf))
+                acted.append(clip_gradients(trained, clip))
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+
+            with self.compute_loss_context_manager():
+                loss = layer_causal_steps(model, inputs, step, num_items_in_batch)
+            self.pending = {"layer_grad_norms": norms, "layer_grad_linf": linf, "clip_acted": acted}
             return loss
 
         def log(self, logs, start_time=None):
             if "loss" in logs and self.pending is not None:
-                logs["layer_grad_norms"], self.pending = self.pending, None
+                if objective == "layer-causal":  # the Trainer saw no gradient: the layer steps' joint norm
+                    logs["grad_norm"] = math.hypot(*self.pending["layer_grad_norms"])
+                logs |= self.pending
+                self.pending = None
             super().log(logs, start_time)
 
     return LayerTrainer(**kwargs)
@@ -371,19 +492,20 @@ def zero_config(config: TrainConfig) -> dict[str, Any]:
 
 
 def _callbacks(learning_rate: float, description: str, linf: float | None = None) -> list:
-    """The run's TrainerCallbacks: an l-infinity gradient clip at `linf` (when given), a divergence guard
+    """The run's TrainerCallbacks: an l-infinity gradient norm clip at `linf` (when given; joint over all
+    trained parameters, `clip_gradients`), a divergence guard
     and a progress bar (defined here so that importing this module stays free of transformers)."""
-    import torch
     from rich.progress import Progress, TextColumn
     from transformers import TrainerCallback
 
     from icl_bench.progress import bar
 
     class LinfClip(TrainerCallback):
-        """Clamps every gradient element to [-linf, linf] before the step (the Trainer's L2 clip is off)."""
+        """Rescales the gradient to l-infinity norm at most linf before the step (the Trainer's L2 clip is
+        off)."""
 
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            torch.nn.utils.clip_grad_value_(model.parameters(), linf)
+            clip_gradients(model.parameters(), ("linf", linf))
 
     class DivergenceGuard(TrainerCallback):
         """Raises TrainingDiverged at the first logged NaN/inf loss, before that step is checkpointed."""
@@ -500,6 +622,15 @@ def train(
     clip, bound = parse_clip(config.clip)
     if deepspeed and clip == "linf":
         raise UsageError(f"clip={config.clip} is not supported under DeepSpeed; use l2:V or train without it")
+    layer_causal = config.objective == "layer-causal"
+    if deepspeed and layer_causal:
+        raise UsageError(
+            "objective=layer-causal steps layer by layer, which DeepSpeed cannot; train without it"
+        )
+    if layer_causal and config.grad_accum != 1:
+        raise UsageError(
+            f"objective=layer-causal steps on every batch; set grad_accum=1, not {config.grad_accum}"
+        )
     if deepspeed and config.offload and config.optim != "adamw_torch":
         raise UsageError(f"offload trains with DeepSpeed's CPU AdamW, not {config.optim}; set offload=false")
     output, checkpoints = Path(output), Path(checkpoints)
@@ -517,7 +648,8 @@ def train(
             warmup_steps=config.warmup_ratio,  # a float below 1 is a fraction of the steps
             weight_decay=config.weight_decay,
             optim=config.optim,
-            max_grad_norm={"none": 0.0, "l2": bound, "linf": 0.0}[clip],  # 0: the Trainer does not clip
+            # 0: the Trainer does not clip (layer-causal: each layer step clips its own gradient)
+            max_grad_norm=0.0 if layer_causal else {"none": 0.0, "l2": bound, "linf": 0.0}[clip],
             seed=config.seed,
             data_seed=config.seed,
             train_sampling_strategy="group_by_length" if config.group_by_length else "random",
@@ -568,7 +700,8 @@ def train(
             if config.objective != "causal-lm":
                 raise
             layers = []
-        callbacks = _callbacks(config.learning_rate, f"train {spec.name}", bound if clip == "linf" else None)
+        linf = bound if clip == "linf" and not layer_causal else None
+        callbacks = _callbacks(config.learning_rate, f"train {spec.name}", linf)
         if config.snapshot_steps:  # kept beside the checkpoints, so a resumed run still has the early ones
             full = None if config.lora else tokenizer
             callbacks.insert(0, _snapshot_callback(checkpoints / SNAPSHOTS, config.snapshot_steps, full))
@@ -576,6 +709,7 @@ def train(
         trainer = _trainer(
             config.objective,
             layers,
+            (clip, bound),
             model=model,
             args=args,
             data_collator=collator,
@@ -597,7 +731,15 @@ def train(
                 copy = shutil.ignore_patterns(".*")  # not a temporary folder of an interrupted save
                 shutil.copytree(checkpoints / SNAPSHOTS, output / SNAPSHOTS, ignore=copy, dirs_exist_ok=True)
             history = trainer.state.log_history
-            norms = [e["layer_grad_norms"] for e in history if "loss" in e and "layer_grad_norms" in e]
+            steps = [e for e in history if "loss" in e and "layer_grad_norms" in e]
+            norms = [e["layer_grad_norms"] for e in steps]
+            acted = [e["clip_acted"] for e in steps if "clip_acted" in e]
+            per_layer = {
+                "layer_grad_norms": norms,
+                "layer_grad_linf": [e["layer_grad_linf"] for e in steps if "layer_grad_linf" in e],
+                "clip_acted": acted,
+                "clip_acted_fraction": sum(map(sum, acted)) / max(1, sum(map(len, acted))),
+            }
             write_json(
                 output / LOG,
                 {
@@ -616,7 +758,7 @@ def train(
                         if "loss" in entry
                     ],
                 }
-                | ({"layer_grad_norms": norms} if norms else {}),
+                | (per_layer if norms else {}),
             )
     return output
 

@@ -1,10 +1,12 @@
-"""Layer-causal fine-tuning (SPEC 6) on the `tiny` model: the logit lens reproduces the model's logits, the
-loss is the sum of every layer's exit loss, a layer's gradient does not depend on the layers above it (as it
-does under the causal-LM loss), and a training run records per-layer gradient norms and respects an
-l-infinity gradient clip."""
+"""Layer-causal fine-tuning (SPEC 6) on the `tiny` model: the logit lens reproduces the model's logits, one
+batch steps layer after layer (the top layer learns from the output of the bottom layer as already
+updated, which the simultaneous variant would not), a layer's gradient does not depend on the layers above
+it (as it does under the causal-LM loss), gradient norm clipping says when it acted, and a training run
+logs per-layer gradient norms and where its clip acted."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -17,7 +19,16 @@ from safetensors.torch import load_file
 
 from icl_bench.errors import UsageError
 from icl_bench.models import decoder_layers, load, logit_lens
-from icl_bench.train import IGNORE, Collator, TrainConfig, causal_lm_loss, encode, layer_causal_loss, train
+from icl_bench.train import (
+    IGNORE,
+    Collator,
+    TrainConfig,
+    causal_lm_loss,
+    clip_gradients,
+    encode,
+    layer_causal_steps,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +44,8 @@ def model_and_batch(tiny, records):
 
 
 def layer_outputs(model, batch) -> list[torch.Tensor]:
-    """Every decoder layer's output on `batch` (no detaching), bottom to top."""
+    """Every decoder layer's output on `batch` (no detaching), bottom to top, from the model's own
+    forward pass."""
     outputs: list[torch.Tensor] = []
     hooks = [
         layer.register_forward_hook(
@@ -47,6 +59,26 @@ def layer_outputs(model, batch) -> list[torch.Tensor]:
         for hook in hooks:
             hook.remove()
     return outputs
+
+
+def exit_loss(model, batch, hidden: torch.Tensor) -> torch.Tensor:
+    """The label NLL of hidden states read through the logit lens (mean over label tokens)."""
+    labels = batch["labels"][:, 1:]
+    kept = labels != IGNORE
+    return F.cross_entropy(logit_lens(model)(hidden[:, :-1][kept]), labels[kept])
+
+
+def sgd(lr: float):
+    """A `layer_causal_steps` step: plain SGD on the layer's gradient, which it then clears."""
+
+    def step(number, layer):
+        with torch.no_grad():
+            for param in layer.parameters():
+                if param.grad is not None:
+                    param.sub_(lr * param.grad)
+                    param.grad = None
+
+    return step
 
 
 def test_decoder_anatomy(model_and_batch):
@@ -66,14 +98,22 @@ def test_decoder_anatomy(model_and_batch):
         decoder_layers(torch.nn.Linear(2, 2))
 
 
-def test_loss_is_the_sum_of_the_layer_exits(model_and_batch):
+def test_without_updates_the_loss_is_the_sum_of_the_layer_exits(model_and_batch):
+    """A step that changes nothing: the layers are called as the model calls them, so the summed exit
+    losses are those of the model's own forward pass, and the top exit is the model's own loss."""
     model, batch = model_and_batch
-    lens, labels = logit_lens(model), batch["labels"][:, 1:]
-    kept = labels != IGNORE
+    seen = []
+
+    def step(number, layer):
+        seen.append(number)
+        model.zero_grad(set_to_none=True)
+
+    total = layer_causal_steps(model, batch, step)
     with torch.no_grad():
-        exits = [F.cross_entropy(lens(h[:, :-1][kept]), labels[kept]) for h in layer_outputs(model, batch)]
-        assert layer_causal_loss(model, batch).item() == pytest.approx(sum(exits).item(), rel=1e-5)
-        assert exits[-1].item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)  # the top exit
+        exits = [exit_loss(model, batch, h) for h in layer_outputs(model, batch)]
+        assert exits[-1].item() == pytest.approx(model(**batch).loss.item(), rel=1e-5)
+    assert seen == [0, 1]
+    assert total.item() == pytest.approx(sum(exits).item(), rel=1e-5)
 
 
 def test_causal_lm_loss_is_the_models_own_with_the_same_gradients(model_and_batch):
@@ -89,10 +129,50 @@ def test_causal_lm_loss_is_the_models_own_with_the_same_gradients(model_and_batc
     assert summed.item() == pytest.approx(theirs.item() / 2, rel=1e-6)
 
 
-def layer_gradient(model, loss, layer) -> list[torch.Tensor]:
-    model.zero_grad()
-    loss.backward()
-    return [param.grad.clone() for param in layer.parameters()]
+def by_hand(model, batch, lr: float, sequential: bool) -> torch.nn.Module:
+    """One SGD step per layer on its own exit loss, from the model's full forward pass: `sequential`
+    takes layer l's gradient after layers 1..l-1 moved, else every gradient at the old weights (the
+    simultaneous variant: summed exits of detached inputs, one step)."""
+    model = copy.deepcopy(model)
+    layers = decoder_layers(model)
+    if not sequential:
+        outputs = layer_outputs(model, batch)
+        grads = [
+            torch.autograd.grad(exit_loss(model, batch, out), list(layer.parameters()))
+            for layer, out in zip(layers, outputs, strict=True)
+        ]
+    for number, layer in enumerate(layers):
+        if sequential:
+            out = layer_outputs(model, batch)[number]
+            grad = torch.autograd.grad(exit_loss(model, batch, out), list(layer.parameters()))
+        else:
+            grad = grads[number]
+        with torch.no_grad():
+            for param, g in zip(layer.parameters(), grad, strict=True):
+                param.sub_(lr * g)
+    return model
+
+
+def test_layer_causal_steps_update_layer_after_layer(model_and_batch):
+    """The top layer's step follows the bottom layer's: it matches a hand-made sequential update and not
+    the simultaneous one (whose top-layer gradient sees the old bottom layer); the embeddings, final
+    norm and unembedding, though trainable here, do not move."""
+    model, batch = model_and_batch
+    lr = 2.0
+    sequential, simultaneous = by_hand(model, batch, lr, True), by_hand(model, batch, lr, False)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    layer_causal_steps(model, batch, sgd(lr))
+    after = dict(model.named_parameters())
+
+    def close(other) -> dict[str, bool]:
+        theirs = dict(other.named_parameters())
+        return {n: torch.allclose(after[n], theirs[n], rtol=1e-4, atol=1e-6) for n in after}
+
+    assert all(close(sequential).values())
+    differs = [n for n, same in close(simultaneous).items() if not same]
+    assert differs and all(n.startswith("model.layers.1.") for n in differs)  # the bottom layer agrees
+    moved = {n for n in after if not torch.equal(after[n], before[n])}
+    assert moved and all(n.startswith("model.layers.") for n in moved)
 
 
 @pytest.mark.parametrize("objective", ["layer-causal", "causal-lm"])
@@ -100,59 +180,119 @@ def test_a_layer_learns_only_from_its_own_exit(model_and_batch, objective):
     model, batch = model_and_batch
     bottom, top = decoder_layers(model)
 
-    def loss():
-        return layer_causal_loss(model, batch) if objective == "layer-causal" else model(**batch).loss
+    def bottom_gradient() -> list[torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        if objective == "causal-lm":
+            model(**batch).loss.backward()
+            return [param.grad.clone() for param in bottom.parameters()]
+        kept: list[torch.Tensor] = []
 
-    before = layer_gradient(model, loss(), bottom)
+        def step(number, layer):
+            if number == 0:
+                kept.extend(param.grad.clone() for param in layer.parameters())
+            model.zero_grad(set_to_none=True)
+
+        layer_causal_steps(model, batch, step)
+        return kept
+
+    before = bottom_gradient()
     assert all(grad.abs().sum() > 0 for grad in before)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():  # perturb only the layer above
         for param in top.parameters():
             param.add_(0.5 * torch.randn(param.shape, generator=generator))
-    after = layer_gradient(model, loss(), bottom)
+    after = bottom_gradient()
     same = all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(before, after, strict=True))
     assert same is (objective == "layer-causal")
 
 
-def test_layer_causal_training_with_an_linf_clip(tiny, records, tmp_path):
+def test_clip_gradients_says_when_it_acted():
+    def params(*grads):
+        out = []
+        for g in grads:
+            p = torch.nn.Parameter(torch.zeros(len(g)))
+            p.grad = torch.tensor(g)
+            out.append(p)
+        return out
+
+    ps = params([0.5, -3.0], [1.0, 2.0])  # l-inf norm 3, L2 norm sqrt(14.25)
+    assert clip_gradients(ps, ("linf", 2.0))
+    assert torch.allclose(ps[0].grad, torch.tensor([0.5, -3.0]) * 2 / 3, atol=1e-5)  # rescaled, not clamped
+    assert torch.allclose(ps[1].grad, torch.tensor([1.0, 2.0]) * 2 / 3, atol=1e-5)
+    ps = params([0.5, -3.0], [1.0, 2.0])
+    assert not clip_gradients(ps, ("linf", 3.5)) and ps[0].grad.tolist() == [0.5, -3.0]
+    assert not clip_gradients(ps, ("l2", 3.8)) and ps[1].grad.tolist() == [1.0, 2.0]
+    assert clip_gradients(ps, ("l2", 1.0))
+    assert math.hypot(*ps[0].grad.tolist(), *ps[1].grad.tolist()) == pytest.approx(1.0, rel=1e-5)
+    assert not clip_gradients(params([100.0]), ("none", 0.0))
+    assert not clip_gradients([torch.nn.Parameter(torch.zeros(2))], ("linf", 1e-9))  # no gradient
+
+
+def layer_causal_run(tiny, records, tmp_path, clip: str, steps: int = 2):
     reference, spec = tiny
-    bound, steps = 1e-3, 3
     config = TrainConfig(
-        adapt="key-value",
-        objective="layer-causal",
-        clip=f"linf:{bound}",
-        optim="sgd",
-        learning_rate=1.0,
-        max_steps=steps,
-        save_steps=100,
-        snapshot_steps=1,
-        precision="fp32",
-    )
-    output = train(reference, spec, records, config, tmp_path / "out", tmp_path / "checkpoints")
-    log = json.loads((output / "train_log.json").read_text())
-
-    norms = log["layer_grad_norms"]
-    assert len(norms) == steps and all(len(row) == 2 for row in norms)
-    assert all(math.isfinite(x) and x >= 0 for row in norms for x in row) and any(
-        x > 0 for r in norms for x in r
-    )
-    # recorded before clipping: they make up the Trainer's own (pre-clip) norm, only layers train here
-    for row, entry in zip(norms, log["losses"], strict=True):
-        assert math.hypot(*row) == pytest.approx(entry["grad_norm"], rel=1e-4)
-        assert entry["grad_norm"] > bound
-
-    # plain SGD: each step moves every weight by lr * its clipped gradient, so by at most lr * bound,
-    # and by exactly that wherever the clip binds
+        adapt="key-value", objective="layer-causal", clip=clip, optim="sgd", learning_rate=1.0,
+        max_steps=steps, save_steps=100, snapshot_steps=1, precision="fp32",
+    )  # fmt: skip
+    out = tmp_path / clip.replace(":", "-")
+    output = train(reference, spec, records, config, out / "model", out / "checkpoints")
     states = [load_file(Path(reference) / "model.safetensors")]
     states += [
         load_file(output / "snapshots" / f"step-{n}" / "model.safetensors") for n in range(1, steps + 1)
     ]
-    for before, after, entry in zip(states[:-1], states[1:], log["losses"], strict=True):
-        step = entry["learning_rate"] * bound
-        moved = {name: (after[name] - before[name]).abs() for name in before}
-        assert all(name.rsplit(".", 2)[-2] in spec.key_value for name, d in moved.items() if d.max() > 0)
-        largest = max(d.max().item() for d in moved.values())
-        assert step * 0.999 < largest <= step * 1.001 + 1e-8
+    return json.loads((output / "train_log.json").read_text()), states
+
+
+def test_layer_causal_training_logs_where_its_clip_acted(tiny, records, tmp_path):
+    """Unclipped, clipped between the layers' gradient norms, and clipped below all of them: the log
+    counts a layer step as clipped exactly when its gradient's l-inf norm exceeds the bound, and plain SGD
+    moves each layer's weights by at most lr * bound, by exactly that where the clip acted."""
+    spec = tiny[1]
+    free, free_states = layer_causal_run(tiny, records, tmp_path, "none")
+    linf = free["layer_grad_linf"]
+    assert len(linf) == 2 and all(len(row) == 2 for row in linf)
+    assert free["clip_acted"] == [[False, False]] * 2 and free["clip_acted_fraction"] == 0.0
+    for row, entry in zip(free["layer_grad_norms"], free["losses"], strict=True):
+        assert math.hypot(*row) == pytest.approx(entry["grad_norm"], rel=1e-4)  # the layer steps' norm
+    bottom, top = linf[0]
+    assert bottom != top
+    for bound, expected in [(math.sqrt(bottom * top), None), (min(min(r) for r in linf) / 10, True)]:
+        log, states = layer_causal_run(tiny, records, tmp_path, f"linf:{bound}")
+        assert log["layer_grad_linf"][0][0] == pytest.approx(bottom, rel=1e-5)  # the first step is shared
+        flags = [x for row in log["clip_acted"] for x in row]
+        assert flags == [x > bound for row in log["layer_grad_linf"] for x in row]
+        assert log["clip_acted_fraction"] == sum(flags) / 4
+        assert flags[0] == (bottom > bound) and (expected is None or all(flags))
+        for step, (before, after, entry) in enumerate(zip(states, states[1:], log["losses"], strict=False)):
+            for number, acted in enumerate(log["clip_acted"][step]):
+                prefix = f"model.layers.{number}."
+                moved = max((after[n] - before[n]).abs().max().item() for n in before if n.startswith(prefix))
+                limit = entry["learning_rate"] * bound
+                assert moved <= limit * 1.001 and (not acted or moved > limit * 0.999)
+        assert all(
+            n.rsplit(".", 2)[-2] in spec.key_value
+            for n in states[0]
+            if not torch.equal(states[0][n], states[-1][n])
+        )
+    assert not torch.equal(states[1]["model.layers.0.self_attn.k_proj.weight"],
+                           free_states[1]["model.layers.0.self_attn.k_proj.weight"])  # fmt: skip
+
+
+def test_causal_lm_with_an_linf_clip_clips_all_layers_at_once(tiny, records, tmp_path):
+    reference, spec = tiny
+    config = TrainConfig(
+        adapt="key-value", clip="linf:1e-4", optim="sgd", learning_rate=1.0, max_steps=1,
+        save_steps=100, precision="fp32",
+    )  # fmt: skip
+    output = train(reference, spec, records, config, tmp_path / "out", tmp_path / "checkpoints")
+    log = json.loads((output / "train_log.json").read_text())
+    assert max(log["layer_grad_linf"][0]) > 1e-4 and log["clip_acted"] == [[True, True]]
+
+
+def test_layer_causal_refuses_gradient_accumulation(tiny, records, tmp_path):
+    config = TrainConfig(objective="layer-causal", grad_accum=2)
+    with pytest.raises(UsageError, match=r"^objective=layer-causal steps on every batch; set grad_accum=1"):
+        train(*tiny, records, config, tmp_path / "out", tmp_path / "checkpoints")
 
 
 @pytest.mark.parametrize("clip", ["none", "l2:0.01"])
@@ -165,9 +305,11 @@ def test_clip_none_leaves_the_step_unclipped_and_l2_bounds_it(tiny, records, tmp
         snapshot_steps=1, precision="fp32", warmup_ratio=0.0,
     )  # fmt: skip
     output = train(reference, spec, records, config, tmp_path / "out", tmp_path / "checkpoints")
-    entry = json.loads((output / "train_log.json").read_text())["losses"][0]
+    log = json.loads((output / "train_log.json").read_text())
+    entry = log["losses"][0]
     before = load_file(Path(reference) / "model.safetensors")
     after = load_file(output / "snapshots" / "step-1" / "model.safetensors")
     moved = math.sqrt(sum(float(((after[n] - before[n]) ** 2).sum()) for n in before))
     expected = entry["learning_rate"] * (entry["grad_norm"] if clip == "none" else 0.01)
     assert entry["grad_norm"] > 0.01 and moved == pytest.approx(expected, rel=1e-3)
+    assert log["clip_acted"] == [[clip != "none"] * 2]
