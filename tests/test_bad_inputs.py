@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import WordsTask, build_words_task
+from helpers import WordsTask, build_words_task, error_line, run_cli
 
 from icl_bench import cli, hookimpl, plugins
 from icl_bench.errors import UsageError
@@ -150,6 +150,14 @@ SET = "--set 'zero.min_mean_sim={}': {} is not a finite number; pass a finite va
 )
 def test_bad_options_fail_in_one_line_before_any_work(fails, args, message):
     assert fails(*args) == message
+
+
+def test_in_a_fresh_process_the_error_is_the_only_stderr_line(tmp_path):
+    """No library prints past the check: the whole stderr of a real process is the one line."""
+    out = tmp_path / "leaderboards" / "suite"
+    done = run_cli("run", *SWEEP, "--set", "zero.min_mean_sim=NaN", "--out", str(out), cwd=tmp_path)
+    assert error_line(done) == "icl-bench: error: " + SET.format("NaN", "NaN")
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []  # no --out, no default store
 
 
 def test_unwritable_out_fails_and_a_failing_command_creates_no_out(fails, tmp_path):
