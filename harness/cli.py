@@ -322,6 +322,16 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     console.print(f"tabulate with `icl-bench leaderboard --out {plan.out}`")
 
 
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from icl_bench.progress import console
+    from icl_bench.run import baselines_stage
+
+    plan, store = plan_of(args)
+    for path in baselines_stage(plan, store):
+        print(path)
+    console.print(f"tabulate with `icl-bench leaderboard --out {plan.out}`")
+
+
 def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
     """(results, out) pairs: the given ones, or every suite under leaderboards/."""
     if args.results or args.out:
@@ -577,6 +587,13 @@ def build_parser() -> Parser:
     sweep_arguments(evaluate)
     evaluate.add_argument("--out", default="leaderboards/default", help="suite folder for results")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    baselines = sub.add_parser(
+        "baselines", help="score the trivial baselines (no model) on the test contexts into a suite"
+    )
+    sweep_arguments(baselines)
+    baselines.add_argument("--out", default="leaderboards/default", help="suite folder for results")
+    baselines.set_defaults(func=cmd_baselines)
 
     probe = sub.add_parser("probe", help="IWL / ICL / copy scores of every training snapshot: probes.md")
     sweep_arguments(probe)

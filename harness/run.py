@@ -117,6 +117,7 @@ def run(plan: Plan, store: Store) -> list[str]:
     from icl_bench.leaderboard import index_suites, write_leaderboard
 
     sweep = Sweep(plan, store)
+    sweep.baselines()
     failures = sweep.each(
         lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
     )
@@ -147,9 +148,16 @@ def evaluate_stage(plan: Plan, store: Store) -> list[str]:
         raise UsageError(
             f"not trained yet: {', '.join(untrained)}; run `icl-bench train` with the same options first"
         )
+    sweep.baselines()
     return sweep.each(
         lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
     )
+
+
+def baselines_stage(plan: Plan, store: Store) -> list[Path]:
+    """`icl-bench baselines`: score the trivial baselines on the plan's test contexts into the suite's
+    results (no model, no training); return the files written."""
+    return Sweep(plan, store).baselines()
 
 
 def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str | None) -> None:
@@ -225,6 +233,28 @@ class Sweep:
                     except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
                         failures.append(f"{setting.label}: {error}")
         return failures
+
+    def baselines(self) -> list[Path]:
+        """Score every task's trivial baselines on its test contexts (`icl_bench.baselines`) into
+        <results>/<task>/baselines.jsonl, before any model: they need only the pool and the contexts."""
+        from icl_bench.baselines import FILE, baseline_records, suite_sims
+
+        written = []
+        for task in self.tasks:
+            contexts = build_contexts(task, (), self.contexts_config, self.store)
+            test_records = read_test_records(contexts.test, task)
+            pool = task.load(task.pool_split)[: self.contexts_config.max_pool]
+            folder = self.results / task.name
+            sims = suite_sims(folder, test_records)
+            if sims is None or not (folder / "bins.json").is_file():
+                _write_bins(task, test_records, folder, self.plan.metric)
+            else:  # beside a suite's models: their max_sim and bins, to the last digit
+                test_records = [
+                    {**r, "max_sim": sims[(r["split"], r["mode"], r["id"])]} for r in test_records
+                ]
+            write_jsonl(folder / FILE, baseline_records(task, test_records, pool, self.plan.metric))
+            written.append(folder / FILE)
+        return written
 
     def record(self, setting: Setting, test_records: list[dict], evaluated: tuple[list[dict], dict]) -> None:
         """Write a setting's per-sample results, its task's bins and the environments that made them."""
