@@ -199,7 +199,13 @@ def cmd_contexts(args: argparse.Namespace) -> None:
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
     config = ContextConfig(
-        k=args.k, seed=args.seed, epochs=args.epochs, max_pool=args.max_pool, max_test=args.max_test
+        k=args.k,
+        seed=args.seed,
+        epochs=args.epochs,
+        max_pool=args.max_pool,
+        max_test=args.max_test,
+        paraphraser=args.paraphraser,
+        paraphrase_model=args.paraphrase_model,
     )
     if args.out:
         print(write_contexts(task, regimes, config, check_writable(Path(args.out), "--out")))

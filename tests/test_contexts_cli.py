@@ -355,3 +355,15 @@ def test_contexts_without_failures_keep_every_target(registered_words, tmp_path,
     everything = [r for path in tmp_path.rglob("*.jsonl") for r in read_jsonl(path)]
     assert leaks(registered_words, everything) == []
     assert "left out" not in capsys.readouterr().err
+
+
+def test_contexts_passes_its_paraphraser_on(tmp_path, capsys):
+    """`contexts --paraphraser` is used, not silently dropped: an unknown one is named with the known."""
+    from icl_bench import cli
+
+    code = cli.main(
+        ["contexts", "--task", "synthetic-alignment", "--paraphraser", "bogus", "--store", str(tmp_path)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "bogus" in err[0] and "symbol-shuffle" in err[0]
