@@ -13,16 +13,22 @@ four, and per example
 
     IWL   = sim_y(M(x | random), M(x | empty))
     ICL   = sum_i w_i sim_y(M(x | C), y_i),  w_i = max(sim_x(x, x_i), 0) / sum_j max(sim_x(x, x_j), 0)
-    copy  = max over j in O of BLEU(M(x | C deranged), y'_j) / 100,  y'_j the label at j in C deranged
+    copy  = max over j in O of copy_j
+    copy_j = max(0, s(M(x | C deranged), y'_j) - s(y*, y'_j)) / (1 - s(y*, y'_j))   (clipped to 1)
 
-O, the "other" slots, are those whose label y'_j is none of: y'_{i*} (the label now attached to x~, which
-pure ICL copies), the gold y* (the in-weights answer) and the paraphrase's own label y~ (equal to y* for
-MT and classification paraphrases; for synthetic-alignment a label of x*'s own symbols).  Only a blind
-copier outputs one of those, so a correct in-weights answer scores 0.  Where O is empty or C holds fewer
-than 3 distinct labels (two-label classification: every wrong answer is some slot's label), the copy
-score is not defined for that example (None): it is left out of the mean, the bootstrap and the claims,
-and counted.  A task where most probe examples are undefined reports the copy probe as "not defined"
-(markdown, JSON, terminal and plot) and P3 is "not run" with the reason in its statement.
+with s = BLEU / 100 and y'_j the label at j in C deranged.  O, the "other" slots, are those whose label
+y'_j is none of: y'_{i*} (the label now attached to x~, which pure ICL copies), the gold y* (the
+in-weights answer) and the paraphrase's own label y~ (equal to y* for MT and classification paraphrases;
+for synthetic-alignment a label of x*'s own symbols), nor scores s(y*, y'_j) = 1 (the division's guard).
+copy_j is the similarity to y'_j in excess of what the gold answer itself has, rescaled so an exact copy
+of y'_j scores 1: a correct structured answer shares n-grams with other labels (an MTOP parse with the
+same intent, `[IN:GET_WEATHER [SL:LOCATION Paris ] ]` vs `... London ] ]`, has BLEU/100 0.79; two SQL
+queries 0.23), so raw BLEU would score the in-weights answer as copying.  With the excess, a prediction
+equal to y* scores exactly 0 on every task and only a blind copier scores.  Where O is empty or C holds
+fewer than 3 distinct labels (two-label classification: every wrong answer is some slot's label), the
+copy score is not defined for that example (None): it is left out of the mean, the bootstrap and the
+claims, and counted.  A task where most probe examples are undefined reports the copy probe as "not
+defined" (markdown, JSON, terminal and plot) and P3 is "not run" with the reason in its statement.
 
 sim_y is `Task.output_similarity`, sim_x the dot product of `Task.embed` vectors (cosines, clipped at 0
 so the weights are a convex combination; all zero: uniform weights).  The per-example values give each
@@ -237,10 +243,17 @@ def copy_slots(item: ProbeItem) -> tuple[int, ...] | None:
     return other_slots(labels, item.near, paraphrase_label, item.target.output)
 
 
-def copy_score(prediction: str, others: Sequence[Example]) -> float:
-    """max over the other slots' examples of BLEU(prediction, y'_j) / 100."""
+def copy_score(prediction: str, others: Sequence[Example], gold: str) -> float | None:
+    """max over the other slots' examples of copy_j = max(0, s(prediction, y'_j) - s(y*, y'_j)) /
+    (1 - s(y*, y'_j)), s = BLEU / 100, y* = `gold`, clipped to 1: the similarity in excess of the gold
+    answer's, so y* scores 0 and an exact copy of y'_j scores 1.  A slot with s(y*, y'_j) = 1 is not in
+    O; None where no slot is left."""
     bleu = plugins.metrics["bleu"]
-    return max(bleu([prediction] * len(others), others)) / bleu.scale
+    found = bleu([prediction] * len(others), others)
+    baseline = bleu([gold] * len(others), others)
+    top = bleu.scale * (1 - 1e-9)  # sacrebleu's exact match is 100 up to rounding, either side
+    excess = [(s - g) / (bleu.scale - g) for s, g in zip(found, baseline, strict=True) if g < top]
+    return min(1.0, max(0.0, *excess)) if excess else None
 
 
 def defined_for_task(undefined: int, examples: int) -> bool:
@@ -273,7 +286,7 @@ def score(task: Task, items: Sequence[ProbeItem], predictions: Mapping[str, Sequ
             copy.append(None)
         else:
             others = [item.contexts["deranged"][j] for j in slots]
-            copy.append(copy_score(predictions["deranged"][i], others))
+            copy.append(copy_score(predictions["deranged"][i], others, item.target.output))
     return {"iwl": iwl, "icl": icl, "copy": copy}
 
 
@@ -573,9 +586,13 @@ def markdown(reports: Sequence[Report], resamples: int = 1000, level: float = 0.
         "",
         "Per probe example x: IWL = sim_y(M(x | random), M(x | empty)); ICL = sum_i w_i sim_y(M(x | C), "
         "y_i) over the paraphrase context C, w_i proportional to max(sim_x(x, x_i), 0); copy = max over "
-        "j in O of BLEU(M(x | C deranged), `y'_j`) / 100, O the slots of C deranged whose label `y'_j` is "
-        "none of `y'_i*` (the label now attached to the paraphrase x~, at position i*), the gold y* and the "
-        "paraphrase's own label y~, so only a blind copier scores (SPEC section 4). The copy score is "
+        "j in O of max(0, s(M(x | C deranged), `y'_j`) - s(y*, `y'_j`)) / (1 - s(y*, `y'_j`)), s = BLEU / "
+        "100, O the slots of C deranged whose label `y'_j` is none of `y'_i*` (the label now attached to "
+        "the paraphrase x~, at position i*), the gold y* and the paraphrase's own label y~ (nor has "
+        "s(y*, `y'_j`) = 1), so only a blind copier scores (SPEC section 4). The copy score counts only "
+        "similarity to `y'_j` in excess of the gold answer's own, rescaled so an exact copy scores 1: a "
+        "correct structured answer (a parse, a query) shares n-grams with other labels, and a prediction "
+        "equal to y* scores exactly 0. The copy score is "
         f"{NOT_DEFINED} for an example whose C has fewer than {MIN_LABELS} distinct labels or whose O is "
         f"empty; such examples are left out, and a task where most are is `{NOT_DEFINED}` (P3 not run). "
         "sim_y is the task's output similarity. Step 0 is the base model. Each cell is `mean [lo, hi]`: "

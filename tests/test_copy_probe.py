@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -112,10 +113,21 @@ def copy_values(task, items, model) -> list[float | None]:
     return probes.score(task, items, predictions)["copy"]
 
 
+def raw_bleu(prediction: str, others: Sequence[Example]) -> float:
+    """The score before the excess over gold: max over the slots of BLEU(prediction, y'_j) / 100."""
+    bleu = plugins.metrics["bleu"]
+    return max(bleu([prediction] * len(others), others)) / bleu.scale
+
+
 def old_copy(item: probes.ProbeItem, prediction: str) -> float:
     """The rule before turn 3: max over every j != i* of BLEU(prediction, y'_j) / 100."""
     others = [ex for j, ex in enumerate(item.contexts["deranged"]) if j != item.near]
-    return probes.copy_score(prediction, others)
+    return raw_bleu(prediction, others)
+
+
+def raw_copy(item: probes.ProbeItem, prediction: str) -> float:
+    """Turn 3's O with raw BLEU: max over j in O of BLEU(prediction, y'_j) / 100."""
+    return raw_bleu(prediction, [item.contexts["deranged"][j] for j in probes.copy_slots(item)])
 
 
 # --- a generation task: synthetic-alignment ---------------------------------------------------------
@@ -131,12 +143,82 @@ def test_synthetic_alignment_copy_is_defined_and_scores_only_blind_copying(align
     task, items = alignment
     found = {m.__name__: copy_values(task, items, m) for m in (gold, icl, other_slot)}
     assert all(v is not None for values in found.values() for v in values)  # 4 distinct labels each
-    assert found["other_slot"] == pytest.approx([1.0] * N)
-    assert np.mean(found["icl"]) < 0.1 and np.mean(found["gold"]) < 0.1, found
+    assert found["other_slot"] == [1.0] * N
+    assert found["gold"] == [0.0] * N  # exactly 0: the excess over gold's own similarity
+    assert np.mean(found["icl"]) < 0.1, found
     # the in-weights answer no longer counts the paraphrase's own label y~ (x*'s symbols) as copied
     before = [old_copy(item, item.target.output) for item in items]
-    assert np.mean(before) > np.mean(found["gold"]) + 0.05, (before, found["gold"])
-    assert sum(v == 0 for v in found["gold"]) >= N * 3 // 4, found["gold"]
+    assert np.mean(before) > 0.05, before
+    # nor its n-grams shared with the other labels (raw BLEU over O left that residue)
+    residue = [raw_copy(item, item.target.output) for item in items]
+    assert max(residue) > 0, residue
+
+
+# --- a structured task: MTOP-like logical forms ----------------------------------------------------
+
+WEATHER_PARIS = "[IN:GET_WEATHER [SL:LOCATION Paris ] ]"
+WEATHER_LONDON = "[IN:GET_WEATHER [SL:LOCATION London ] ]"
+ALARM = "[IN:CREATE_ALARM [SL:DATE_TIME tomorrow at 7 ] ]"
+REMINDER = "[IN:CREATE_REMINDER [SL:TODO call mum ] [SL:DATE_TIME tonight ] ]"
+MUSIC = "[IN:PLAY_MUSIC [SL:MUSIC_ARTIST_NAME Adele ] ]"
+
+
+def mtop_item() -> probes.ProbeItem:
+    """x* = "weather in Paris" (y* = WEATHER_PARIS); C holds its paraphrase x~ at i* = 0 and three other
+    parses, one with the same intent; C deranged moves every label one slot on."""
+    target = Example("t", "weather in Paris", WEATHER_PARIS)
+    paraphrase = (
+        Example("p", "what's the weather like in Paris", WEATHER_PARIS),
+        Example("a", "weather in London", WEATHER_LONDON),
+        Example("b", "wake me tomorrow at 7", ALARM),
+        Example("c", "remind me to call mum tonight", REMINDER),
+    )
+    labels = [ex.output for ex in paraphrase]
+    deranged = tuple(replace(ex, output=labels[(j + 1) % 4]) for j, ex in enumerate(paraphrase))
+    contexts = {"random": paraphrase[1:], "empty": (), "paraphrase": paraphrase, "deranged": deranged}
+    return probes.ProbeItem("test", target, contexts, dict.fromkeys(contexts, ""), 0, (0.25,) * 4)
+
+
+def mtop_copy(prediction: str) -> float | None:
+    item = mtop_item()
+    predictions = {"random": [""], "empty": [""], "paraphrase": [WEATHER_PARIS], "deranged": [prediction]}
+    return probes.score(ExactParse(), [item], predictions)["copy"][0]
+
+
+class ExactParse:
+    """An MTOP stand-in for `probes.score`: sim_y = exact match (the copy score does not use it)."""
+
+    def output_similarity(self, prediction: str, reference: Example) -> float:
+        return float(prediction.strip() == reference.output.strip())
+
+
+def test_a_correct_parse_is_not_copying_a_parse_with_the_same_intent():
+    item = mtop_item()
+    assert probes.copy_slots(item) == (1, 2)  # C deranged: London (y'_i*), alarm, reminder, Paris (y*)
+    others = [Example("o", "", label) for label in (WEATHER_LONDON, ALARM, MUSIC)]
+    # raw BLEU / 100 of the gold parse against the same-intent parse is the reviewer's 0.79
+    assert raw_bleu(WEATHER_PARIS, others) == pytest.approx(0.79, abs=0.005)
+    assert probes.copy_score(WEATHER_PARIS, others, WEATHER_PARIS) == 0.0
+    for label in (WEATHER_LONDON, ALARM, MUSIC):
+        assert probes.copy_score(label, others, WEATHER_PARIS) == 1.0  # a blind copier of any slot
+    # a wrong parse that copies nothing (another city) is as far from London as the gold one is
+    assert probes.copy_score("[IN:GET_WEATHER [SL:LOCATION Rome ] ]", others, WEATHER_PARIS) == 0.0
+    # part of a copy: between 0 and 1
+    half = probes.copy_score("[IN:CREATE_ALARM [SL:DATE_TIME tomorrow ] ]", others, WEATHER_PARIS)
+    assert 0.0 < half < 1.0
+    # through probes.score, on a probe item whose C deranged holds the same-intent parse at i*
+    assert mtop_copy(WEATHER_PARIS) == 0.0
+    assert mtop_copy(ALARM) == 1.0 and mtop_copy(REMINDER) == 1.0
+    assert mtop_copy(WEATHER_LONDON) == 0.0  # pure ICL: x~'s label now is y'_i*, not in O
+
+
+def test_a_slot_as_similar_to_gold_as_gold_itself_is_not_in_o():
+    # BLEU's tokenizer splits "]]" like " ] ]", so this label is y* to BLEU although not as a string
+    others = [Example("o", "", "[IN:GET_WEATHER [SL:LOCATION Paris ]]")]
+    assert probes.other_slots([ALARM, others[0].output, MUSIC], 0, WEATHER_PARIS, WEATHER_PARIS) == (1, 2)
+    assert plugins.metrics["bleu"]([WEATHER_PARIS], others)[0] == pytest.approx(100.0)
+    assert probes.copy_score(WEATHER_PARIS, others, WEATHER_PARIS) is None
+    assert probes.copy_score(ALARM, [*others, Example("o", "", ALARM)], WEATHER_PARIS) == 1.0
 
 
 # --- classification, y~ = y* -----------------------------------------------------------------------
