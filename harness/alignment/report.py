@@ -74,7 +74,7 @@ def _interval(estimate: dict[str, float] | None, percent: bool) -> str:
     v, lo, hi = (scale * estimate[k] for k in ("value", "lo", "hi"))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return f"{v:+.{digits}f}"
-    side = "above" if lo > 0 else "below" if hi < 0 else "within CI"
+    side = "above 0" if lo > 0 else "below 0" if hi < 0 else "0 in CI"
     return f"{v:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}] {side}"
 
 
