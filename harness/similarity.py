@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+import sys
+import zipfile
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -72,23 +74,33 @@ _KEPT: list[Path] = []  # where new embeddings are saved (at most one folder)
 
 def keep_embeddings(folder: Path) -> None:
     """Cache MiniLM embeddings in `folder` across processes: load its shards now, save new ones there.
-    Each shard holds the texts one call had to embed (`<digest>.npz`, written atomically)."""
+    Each shard holds the texts one call had to embed, sealed: `<sha256 of its bytes>.npz`, written
+    atomically.  A shard that fails its seal or cannot be read is reported on stderr in one line and
+    moved aside (`<store>/damaged/embeddings/...`); its texts are embedded again when next asked for."""
+    from icl_bench.store import sealed, sealed_root, set_aside
+
     if folder in _KEPT:
         return
     _KEPT[:] = [folder]
     for shard in sorted(folder.glob("*.npz")):
-        with np.load(shard) as saved:
-            _EMBEDDINGS.update(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+        if not sealed(shard):
+            continue
+        try:
+            with np.load(shard) as saved:
+                pairs = list(zip(saved["texts"].tolist(), saved["vectors"], strict=True))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            why = f"unreadable as texts and vectors ({type(error).__name__})"
+            print(f"{set_aside(shard, why, sealed_root(shard))} and recomputed", file=sys.stderr)
+            continue
+        _EMBEDDINGS.update(pairs)
 
 
 def _save_shard(texts: list[str], vectors: np.ndarray) -> None:
-    from icl_bench.store import digest
+    from icl_bench.store import write_sealed
 
-    folder = _KEPT[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".npz.tmp", delete=False) as handle:
-        np.savez(handle, texts=np.array(texts), vectors=vectors)
-    os.replace(handle.name, folder / f"{digest(texts)[:24]}.npz")
+    data = io.BytesIO()
+    np.savez(data, texts=np.array(texts), vectors=vectors)
+    write_sealed(_KEPT[0], data.getvalue(), "npz")
 
 
 def minilm_embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:

@@ -17,6 +17,11 @@ An artifact made before manifests existed has no manifest and counts as damaged:
 from one whose manifest was lost, and sealing it unchecked would also seal any damage it already has.
 Its first use moves it aside and recomputes it once (`icl-bench store verify --repair` moves every such
 artifact at once); `<root>/damaged/` can be deleted when no longer wanted.
+
+Caches kept beside the artifacts (`SEALED` stages, e.g. `embeddings/<model>/`) hold sealed files instead:
+each is named by the sha256 of its bytes (`<sha256>.<ext>`, written atomically by `write_sealed`), so a
+truncated, edited or pre-seal file is found by `sealed` before it is read and by `store verify`, then
+moved aside to `<root>/damaged/<its folder>/` like a damaged artifact and its content recomputed.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ HASH_ON_EVERY_READ = 64 * 2**20  # bytes: smaller files are hashed on every chec
 DAMAGED = "damaged"  # <root>/damaged/<stage>/<key>-<time>: artifacts moved aside
 WORKING = frozenset({"checkpoints"})  # stages whose keyed folders are working space, not artifacts
 KEY = re.compile(r"[0-9a-f]{24}")  # an artifact folder's name: `Store.folder`'s digest prefix
+SEALED = frozenset({"embeddings"})  # stages holding sealed files (caches), not artifact folders
+SEALED_NAME = re.compile(r"([0-9a-f]{64})\.[0-9a-z]+")  # a sealed file's name: sha256 of its bytes
 
 
 def default_root() -> Path:
@@ -88,7 +95,7 @@ class Store:
         """Whether the artifact exists and matches its manifest.  A damaged one is reported on stderr
         and moved aside, and this says False, so the stage recomputes it."""
         folder = self.folder(stage, inputs)
-        if not folder.is_dir():
+        if not folder.is_dir() and not os.path.lexists(folder):
             return False
         why = damage(folder)
         if why is None:
@@ -97,33 +104,57 @@ class Store:
         return False
 
     def artifacts(self) -> list[Path]:
-        """Every artifact folder of the store, by stage and key (not `damaged/` nor working folders)."""
+        """Every artifact of the store: the folders by stage and key (and anything else bearing a key's
+        name there), then the files of `SEALED` stages (not `damaged/`, working or temporary ones)."""
         if not self.root.is_dir():
             return []
-        return sorted(
+        stages = sorted(stage for stage in self.root.iterdir() if stage.is_dir() and stage.name != DAMAGED)
+        folders = (
             folder
-            for stage in self.root.iterdir()
-            if stage.is_dir() and stage.name != DAMAGED and stage.name not in WORKING
+            for stage in stages
+            if stage.name not in WORKING | SEALED
             for folder in stage.iterdir()
-            if folder.is_dir() and KEY.fullmatch(folder.name)
+            if KEY.fullmatch(folder.name)
         )
+        files = (
+            path
+            for stage in stages
+            if stage.name in SEALED
+            for path in stage.rglob("*")
+            if not path.name.startswith(".") and not path.is_dir()
+        )
+        return sorted(folders) + sorted(files)
 
     def verify(self, repair: bool = False) -> list[Damage]:
-        """Check every artifact against its manifest, hashing every file; with `repair`, move each
-        damaged one aside (a rerun then recomputes it).  Returns the damaged ones."""
+        """Check every artifact against its manifest and every sealed file against its name, hashing
+        every file; with `repair`, move each damaged one aside (a rerun then recomputes it).  Returns
+        the damaged ones."""
         found = []
-        for folder in self.artifacts():
-            why = damage(folder, full=True)
+        for path in self.artifacts():
+            sealed_file = path.relative_to(self.root).parts[0] in SEALED
+            why = seal_damage(path) if sealed_file else damage(path, full=True)
             if why is not None:
-                found.append(Damage(name_of(folder), why, move_aside(folder, why) if repair else None))
+                name = path.relative_to(self.root).as_posix()
+                found.append(Damage(name, why, move_aside(path, why, self.root) if repair else None))
         return found
 
     @contextmanager
     def writing(self, stage: str, inputs: Mapping[str, Any]) -> Iterator[Path]:
         """Yield a temporary folder; on success it atomically becomes `folder(stage, inputs)`."""
         final = self.folder(stage, inputs)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            ancestors = (final.parent, *final.parent.parents)
+            blocking = next((p for p in ancestors if os.path.lexists(p) and not p.is_dir()), None)
+            fix = (
+                f"{blocking} is a file where the store needs a folder: move or delete it"
+                if blocking
+                else f"make {final.parent} writable"
+            )
+            raise UsageError(f"store: cannot write {name_of(final)} ({reason}); {fix}") from None
         try:
             yield tmp
             write_json(tmp / INPUTS, {"stage": stage, **inputs})
@@ -131,8 +162,13 @@ class Store:
             try:
                 os.rename(tmp, final)
             except OSError:  # another process finished the same artifact first: keep theirs
-                if not final.is_dir():
+                if final.is_dir():
+                    return
+                if not os.path.lexists(final):
                     raise
+                # a file where the artifact folder should be: damaged, moved aside, replaced
+                print(set_aside(final, damage(final) or "not a folder"), file=sys.stderr)
+                os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -236,6 +272,8 @@ def damage(folder: Path, *, full: bool = False) -> str | None:
     """Why the artifact in `folder` does not match its manifest, or None when it does.  Files under
     `HASH_ON_EVERY_READ` are hashed every time; larger ones when this process has not yet hashed them
     unchanged (same size and mtime), or always with `full`."""
+    if not folder.is_dir() and os.path.lexists(folder):
+        return "a file where the artifact folder should be"
     try:
         stamp = (folder / MANIFEST).stat().st_mtime_ns
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
@@ -244,7 +282,7 @@ def damage(folder: Path, *, full: bool = False) -> str | None:
             raise ValueError(manifest.get("format"))
     except FileNotFoundError:
         return f"no {MANIFEST}: made before manifests, or it was deleted"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
         return f"{MANIFEST} is unreadable"
     found = files_of(folder)
     problems = [f"{name} missing" for name in sorted(set(listed) - set(found))]
@@ -276,21 +314,27 @@ def damage(folder: Path, *, full: bool = False) -> str | None:
     return None
 
 
-def name_of(folder: Path) -> str:
-    """`<stage>/<key>` of an artifact folder."""
+def name_of(folder: Path, root: Path | None = None) -> str:
+    """`<stage>/<key>` of an artifact folder; a path relative to `root` when given."""
+    if root is not None:
+        return folder.relative_to(root).as_posix()
     return f"{folder.parent.name}/{folder.name}"
 
 
-def move_aside(folder: Path, why: str) -> Path:
-    """Move a damaged artifact to `<root>/damaged/<stage>/<key>-<time>` (kept for inspection); return
-    that path.  A folder that cannot be moved is one line naming it."""
-    aside = folder.parent.parent / DAMAGED / folder.parent.name
+def move_aside(folder: Path, why: str, root: Path | None = None) -> Path:
+    """Move a damaged artifact to `<root>/damaged/<stage>/<key>-<time>` (kept for inspection), or a
+    sealed file `<root>/<dir>/<name>.<ext>` to `<root>/damaged/<dir>/<name>-<time>.<ext>`; return that
+    path.  `root` is the store's (default: the folder's grandparent).  One that cannot be moved is one
+    line naming it."""
+    root = folder.parent.parent if root is None else root
+    aside = root / DAMAGED / folder.parent.relative_to(root)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    target = aside / f"{folder.name}-{stamp}"
+    stem, ext = (folder.stem, folder.suffix) if SEALED_NAME.fullmatch(folder.name) else (folder.name, "")
+    target = aside / f"{stem}-{stamp}{ext}"
     for n in range(1, 1000):
-        if not target.exists():
+        if not os.path.lexists(target):
             break
-        target = aside / f"{folder.name}-{stamp}-{n}"
+        target = aside / f"{stem}-{stamp}-{n}{ext}"
     try:
         aside.mkdir(parents=True, exist_ok=True)
         os.rename(folder, target)
@@ -300,16 +344,57 @@ def move_aside(folder: Path, why: str) -> Path:
         # another process checking the same artifact moved it aside first
     except OSError as error:
         raise UsageError(
-            f"store: {name_of(folder)} is damaged ({why}) and cannot be moved aside "
+            f"store: {name_of(folder, root)} is damaged ({why}) and cannot be moved aside "
             f"({error.strerror or type(error).__name__}); delete {folder} by hand"
         ) from None
     _hashed.pop(folder.absolute(), None)
     return target
 
 
-def set_aside(folder: Path, why: str) -> str:
-    """Move a damaged artifact aside; return the start of its one-line report."""
-    return f"store: {name_of(folder)} is damaged ({why}); moved aside to {move_aside(folder, why)}"
+def set_aside(folder: Path, why: str, root: Path | None = None) -> str:
+    """Move a damaged artifact (or sealed file, under `root`) aside; return the start of its one-line
+    report."""
+    moved = move_aside(folder, why, root)
+    return f"store: {name_of(folder, root)} is damaged ({why}); moved aside to {moved}"
+
+
+def sealed_root(path: Path) -> Path:
+    """The store root of a sealed file: the folder holding its `SEALED` stage (else the file's own)."""
+    return next((p.parent for p in path.parents if p.name in SEALED), path.parent)
+
+
+def write_sealed(folder: Path, data: bytes, ext: str) -> Path:
+    """Write `data` atomically as `folder/<sha256 of data>.<ext>` (a sealed file); return its path."""
+    path = Path(folder) / f"{hashlib.sha256(data).hexdigest()}.{ext}"
+    if not (path.is_file() and seal_damage(path) is None):
+        write_atomic(path, data)
+    return path
+
+
+def seal_damage(path: Path) -> str | None:
+    """Why a sealed file does not hash to the sha256 its name gives, or None when it does."""
+    name = SEALED_NAME.fullmatch(path.name)
+    if not path.is_file():
+        return "not a file" if os.path.lexists(path) else "missing"
+    if name is None:
+        return "not named by its sha256: made before sealed files, or renamed"
+    try:
+        if file_sha256(path) != name.group(1):
+            return f"its {path.stat().st_size} bytes differ from the sha256 in its name"
+    except OSError as error:
+        return f"unreadable ({error.strerror or type(error).__name__})"
+    return None
+
+
+def sealed(path: Path) -> bool:
+    """Whether the sealed file `path` is whole.  A damaged one is reported on stderr, moved aside and
+    this says False, so its content is recomputed."""
+    why = seal_damage(path)
+    if why is None:
+        return True
+    if os.path.lexists(path):
+        print(f"{set_aside(path, why, sealed_root(path))} and recomputed", file=sys.stderr)
+    return False
 
 
 def artifact_of(path: Path | str) -> Path | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from icl_bench import store as store_module
+from icl_bench.errors import UsageError
 from icl_bench.store import (
     MANIFEST,
     STORE_ENV,
@@ -253,3 +254,159 @@ def test_a_folder_another_process_moved_aside_is_absent(tmp_path, capsys):
     first = store_module.move_aside(folder, why)
     assert store_module.move_aside(folder, why).parent == first.parent  # no error: already gone
     assert not store.has("evaluate", INPUTS) and capsys.readouterr().err == ""
+
+
+def test_an_unreadable_manifest_size_is_damage_not_a_crash(tmp_path, capsys):
+    store = Store(tmp_path)
+    folder = made(store)
+    text = (folder / MANIFEST).read_text()
+    (folder / MANIFEST).write_text(text.replace('"size": 144', '"size": 1e400', 1))
+    assert "1e400" in (folder / MANIFEST).read_text()
+    assert damage(folder) == "manifest.json is unreadable"
+    assert not store.has("evaluate", INPUTS)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"store: evaluate/{folder.name} is damaged (manifest.json is unreadable)")
+
+
+def test_a_file_where_an_artifact_folder_should_be(tmp_path, capsys):
+    store = Store(tmp_path)
+    final = store.folder("evaluate", INPUTS)
+    final.parent.mkdir(parents=True)
+    final.write_text("not a folder")
+    (damaged,) = store.verify()
+    assert damaged == store_module.Damage(
+        f"evaluate/{final.name}", "a file where the artifact folder should be", None
+    )
+    # writing over it without asking `has` first: reported, moved aside, replaced
+    assert made(store) == final and final.is_dir() and store.has("evaluate", INPUTS)
+    (line,) = capsys.readouterr().err.splitlines()
+    (moved,) = (tmp_path / "damaged" / "evaluate").iterdir()
+    assert line == (
+        f"store: evaluate/{final.name} is damaged (a file where the artifact folder should be); "
+        f"moved aside to {moved}"
+    )
+    assert moved.read_text() == "not a folder"
+    # `has` finds it first: reported, moved aside, recomputed
+    store = Store(tmp_path / "b")
+    final = store.folder("evaluate", INPUTS)
+    final.parent.mkdir(parents=True)
+    final.write_text("x")
+    assert not store.has("evaluate", INPUTS) and not os.path.lexists(final)
+    assert capsys.readouterr().err.endswith("and recomputed\n")
+    # a file where the stage folder should be: one line naming it and the fix
+    store = Store(tmp_path / "c")
+    store.root.mkdir()
+    (store.root / "evaluate").write_text("x")
+    with pytest.raises(UsageError) as raised, store.writing("evaluate", INPUTS):
+        pass
+    assert str(raised.value) == (
+        f"store: cannot write evaluate/{final.name} (File exists); "
+        f"{store.root / 'evaluate'} is a file where the store needs a folder: move or delete it"
+    )
+
+
+# --- sealed files: the embeddings cache -----------------------------------------------------------
+
+
+@pytest.fixture
+def embeddings(monkeypatch):
+    """similarity's caches emptied, and a stand-in encoder that counts the texts it embeds."""
+    import numpy as np
+
+    from icl_bench import similarity
+
+    monkeypatch.setattr(similarity, "_EMBEDDINGS", {})
+    monkeypatch.setattr(similarity, "_KEPT", [])
+    encoded = []
+
+    class Encoder:
+        def encode(self, texts, **_):
+            encoded.extend(texts)
+            return np.array([[len(t), 1.0 / (1 + len(t))] for t in texts], dtype=np.float32)
+
+    monkeypatch.setattr(similarity, "_minilm", Encoder)
+
+    def fresh(folder):
+        """A new process's view: nothing in memory, `folder` kept."""
+        monkeypatch.setattr(similarity, "_EMBEDDINGS", {})
+        monkeypatch.setattr(similarity, "_KEPT", [])
+        similarity.keep_embeddings(folder)
+
+    return similarity, encoded, fresh
+
+
+TEXTS = ["a cat", "a dog sat", "rain"]
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def edit_vector(path):
+    """Another float in `vectors`, a valid npz again (so only the seal can tell)."""
+    import numpy as np
+
+    with np.load(path) as saved:
+        texts, vectors = saved["texts"], saved["vectors"].copy()
+    vectors[0, 0] += 1
+    with open(path, "wb") as handle:
+        np.savez(handle, texts=texts, vectors=vectors)
+
+
+@pytest.mark.parametrize("spoil", [truncate, edit_vector])
+def test_a_damaged_embeddings_shard_is_reported_moved_aside_and_recomputed(
+    tmp_path, capsys, embeddings, spoil
+):
+    similarity, encoded, fresh = embeddings
+    store = Store(tmp_path)
+    folder = tmp_path / "embeddings" / "m"
+    similarity.keep_embeddings(folder)
+    first = similarity.minilm_embed(TEXTS)
+    (shard,) = folder.glob("*.npz")
+    assert store_module.seal_damage(shard) is None and store.verify() == []
+    assert store.artifacts() == [shard]
+    fresh(folder)
+    assert encoded == sorted(TEXTS)  # a whole shard: read, not embedded again
+    assert similarity.minilm_embed(TEXTS).tobytes() == first.tobytes() and capsys.readouterr().err == ""
+
+    spoil(shard)
+    size = shard.stat().st_size
+    why = f"its {size} bytes differ from the sha256 in its name"
+    (found,) = store.verify()
+    assert found == store_module.Damage(f"embeddings/m/{shard.name}", why, None) and shard.is_file()
+    fresh(folder)
+    (line,) = capsys.readouterr().err.splitlines()
+    (moved,) = (tmp_path / "damaged" / "embeddings" / "m").iterdir()
+    assert (
+        line == f"store: embeddings/m/{shard.name} is damaged ({why}); moved aside to {moved} and recomputed"
+    )
+    assert moved.name.startswith(shard.stem + "-") and moved.suffix == ".npz" and not shard.exists()
+    again = similarity.minilm_embed(TEXTS)
+    assert encoded == sorted(TEXTS) * 2  # recomputed
+    assert again.tobytes() == first.tobytes()
+    assert store.verify() == [] and len(list(folder.glob("*.npz"))) == 1
+
+
+def test_store_verify_repairs_embeddings_shards(tmp_path, embeddings):
+    similarity, _, _ = embeddings
+    store = Store(tmp_path)
+    folder = tmp_path / "embeddings" / "m"
+    similarity.keep_embeddings(folder)
+    similarity.minilm_embed(TEXTS[:1])
+    good = next(folder.glob("*.npz"))
+    similarity.minilm_embed(TEXTS[1:])
+    (bad,) = set(folder.glob("*.npz")) - {good}
+    truncate(bad)
+    legacy = folder / "0123456789abcdef01234567.npz"  # a shard from before seals
+    legacy.write_bytes(good.read_bytes())
+    (folder / f".{good.name}.x").write_bytes(b"")  # a write in progress
+    whys = {
+        f"embeddings/m/{bad.name}": f"its {bad.stat().st_size} bytes differ from the sha256 in its name",
+        f"embeddings/m/{legacy.name}": "not named by its sha256: made before sealed files, or renamed",
+    }
+    found = store.verify(repair=True)
+    assert {d.artifact: d.why for d in found} == whys and len(found) == 2
+    assert all(d.moved.parent == tmp_path / "damaged" / "embeddings" / "m" for d in found)
+    assert all(d.moved.is_file() for d in found)
+    assert not bad.exists() and not legacy.exists() and good.is_file()
+    assert store.verify() == [] and store.artifacts() == [good]
