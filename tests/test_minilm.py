@@ -7,6 +7,7 @@ import numpy as np
 
 from icl_bench import Task
 from icl_bench.similarity import minilm_embed
+from icl_bench.store import Store
 
 SENTENCES = [
     "A man is playing a guitar on stage.",
@@ -49,3 +50,33 @@ def test_embeddings_kept_in_the_store_are_reused_by_a_new_process(tmp_path):
         assert done.returncode == 0, done.stderr
     assert len(list(folder.glob("*.npz"))) == 1 and not list(folder.glob("*.tmp"))
     np.testing.assert_array_equal(np.load(tmp_path / "first.npy"), np.load(tmp_path / "cached.npy"))
+
+
+def test_a_truncated_shard_is_moved_aside_and_recomputed_by_the_model(tmp_path):
+    """The zipfile.BadZipFile of a cut shard is now one line on stderr and a recomputation, with the
+    same vectors as the first process made."""
+    script = (
+        "import sys, numpy as np; from pathlib import Path; from icl_bench import similarity as s\n"
+        "s.keep_embeddings(Path(sys.argv[1]))\n"
+        f"np.save(sys.argv[2], s.minilm_embed({SENTENCES[:3]!r}))\n"
+    )
+    folder = tmp_path / "embeddings" / "all-MiniLM-L6-v2"
+    runs = {}
+    for run in ("first", "after-cut"):
+        runs[run] = subprocess.run(
+            [sys.executable, "-c", script, str(folder), str(tmp_path / f"{run}.npy")],
+            capture_output=True,
+            text=True,
+        )
+        assert runs[run].returncode == 0, runs[run].stderr
+        if run == "first":
+            (shard,) = folder.glob("*.npz")
+            shard.write_bytes(shard.read_bytes()[:100])
+    (moved,) = (tmp_path / "damaged" / "embeddings" / "all-MiniLM-L6-v2").iterdir()
+    assert (
+        f"store: embeddings/all-MiniLM-L6-v2/{shard.name} is damaged (its 100 bytes differ from the "
+        f"sha256 in its name); moved aside to {moved} and recomputed"
+    ) in runs["after-cut"].stderr.splitlines()
+    assert "Traceback" not in runs["after-cut"].stderr
+    assert np.load(tmp_path / "first.npy").tobytes() == np.load(tmp_path / "after-cut.npy").tobytes()
+    assert len(list(folder.glob("*.npz"))) == 1 and Store(tmp_path).verify() == []
