@@ -9,6 +9,7 @@ predictor; the leaderboard shows them in italics and never as best.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,8 +22,6 @@ from icl_bench.evaluate import scored
 from icl_bench.export import gold_examples
 from icl_bench.store import read_jsonl
 from icl_bench.types import BASELINE_MODEL, Baseline, Case, Example, Task
-
-FILE = "baselines.jsonl"
 
 
 class Majority(Baseline):
@@ -117,6 +116,17 @@ def suite_sims(folder: Path, records: Sequence[Mapping[str, Any]]) -> dict[tuple
             )
         found = found or theirs
     return found
+
+
+def check_metric(folder: Path, metric: str) -> None:
+    """A suite's bins.json names the metric its models were scored with; baselines must use the same."""
+    path = folder / "bins.json"
+    named = json.loads(path.read_text(encoding="utf-8")).get("metric") if path.is_file() else None
+    if named is not None and named != metric:
+        raise UsageError(
+            f"the suite in {folder.parent.parent} was scored with metric {named!r}, not {metric!r}; "
+            f"pass --metric {named} (or write into a fresh --out)"
+        )
 
 
 def _close(a: float | None, b: float | None) -> bool:

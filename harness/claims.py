@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from icl_bench.baselines import ORDER
 from icl_bench.bootstrap import Bootstrap, Corpus, Estimate, contrast
 from icl_bench.errors import UsageError
 from icl_bench.score import Record, baseline_key, bin_of
@@ -153,14 +154,14 @@ def outcome(
 
 
 def combine(verdicts: Iterable[Verdict]) -> Verdict:
-    """A claim of several comparisons: contradicted if any is, holds if all that ran hold, not run if
-    none ran, else inconclusive."""
-    ran = [v for v in verdicts if v != "not run"]
-    if not ran:
+    """A claim of several comparisons (SPEC 7): not run if none ran, contradicted if any is, holds when
+    all hold (a comparison that did not run is not a comparison that held), else inconclusive."""
+    verdicts = list(verdicts)
+    if all(v == "not run" for v in verdicts):
         return "not run"
-    if "contradicted" in ran:
+    if "contradicted" in verdicts:
         return "contradicted"
-    return "holds" if all(v == "holds" for v in ran) else "inconclusive"
+    return "holds" if all(v == "holds" for v in verdicts) else "inconclusive"
 
 
 def judge(
@@ -289,7 +290,8 @@ def task_verdicts(
 ) -> list[Verdicts]:
     """The paper's claims judged per (model, split) of one task's records (sorted by model, split);
     with `corpus`, on the corpus scores of the records' statistics.  Trivial-baseline records (model
-    `baseline`) are references: C1 compares `zero` with each, paired on the same records."""
+    `baseline`) are references: C1 compares `zero` with each, paired on the same records, and always
+    with `majority` and `copy-nearest` (not run, so C1 cannot hold, when their records are missing)."""
     grouped = record_scores(records, edges, statistics=corpus is not None)
     out = []
     for model, split in sorted({(m, s) for m, s, _, _ in grouped if m != BASELINE_MODEL}):
@@ -302,7 +304,8 @@ def task_verdicts(
             for (m, s, name, group), v in grouped.items()
             if (m, s) == (BASELINE_MODEL, split)
         }
-        baselines = sorted({name for name, _ in references}, key=baseline_key)
+        # C1 always names the harness's own baselines: results without them cannot show learning
+        baselines = sorted({*ORDER, *(name for name, _ in references)}, key=baseline_key)
         claimed = paper_claims(ran, baselines)
         judged = judge(claimed, {**references, **scores}, margin, resamples, level, seed, corpus)
         out.append(Verdicts(task, model, split, tuple(judged)))

@@ -237,7 +237,7 @@ class Sweep:
     def baselines(self) -> list[Path]:
         """Score every task's trivial baselines on its test contexts (`icl_bench.baselines`) into
         <results>/<task>/baselines.jsonl, before any model: they need only the pool and the contexts."""
-        from icl_bench.baselines import FILE, baseline_records, suite_sims
+        from icl_bench.baselines import FILE, baseline_records, check_metric, suite_sims
 
         written = []
         for task in self.tasks:
@@ -246,6 +246,7 @@ class Sweep:
             pool = task.load(task.pool_split)[: self.contexts_config.max_pool]
             folder = self.results / task.name
             sims = suite_sims(folder, test_records)
+            check_metric(folder, self.plan.metric or task.metric)
             if sims is None or not (folder / "bins.json").is_file():
                 _write_bins(task, test_records, folder, self.plan.metric)
             else:  # beside a suite's models: their max_sim and bins, to the last digit

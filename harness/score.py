@@ -23,7 +23,7 @@ import numpy as np
 
 from icl_bench.bootstrap import Bootstrap, Corpus, clustered
 from icl_bench.errors import UsageError
-from icl_bench.types import BASELINE_MODEL
+from icl_bench.types import BASELINE_FILE, BASELINE_MODEL
 
 BINS = ("Low", "Medium", "High")
 BIN_METHODS = ("tertiles", "fixed")
@@ -228,6 +228,7 @@ def load_task(folder: Path) -> TaskResults:
     its bins (tertiles of the records' max_sim if bins.json is absent)."""
     records: list[Record] = []
     where: list[str] = []
+    scored: list[dict[str, float]] = []  # each record's `metrics`
     seen: dict[tuple[str, str, str, str, str], str] = {}
     metric_names: set[str] | None = None
     declared: set[str] = set()
@@ -254,6 +255,9 @@ def load_task(folder: Path) -> TaskResults:
             seen[key] = here
             records.append(record)
             where.append(here)
+            scored.append(
+                {k: v for k, v in (raw.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            )
             if isinstance(raw.get("metric"), str):
                 declared.add(raw["metric"])
             matching = {
@@ -275,21 +279,34 @@ def load_task(folder: Path) -> TaskResults:
     else:
         raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench run`")
     metric = _metric_name(declared, metric_names or set())
-    check_records(records, where, metric)
+    check_records(records, where, metric, scored)
+    tertiles = _tertiles(records).edges
+    close = all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(bins.edges, tertiles, strict=True)
+    )
+    if bins.method == "tertiles" and not close:
+        raise UsageError(
+            f"{bins_path}: edges {list(bins.edges)} are not the tertiles of the records' max_sim; "
+            "rerun `icl-bench run`, or delete bins.json to take the tertiles"
+        )
     return TaskResults(folder.name, metric, bins, tuple(records), _corpus(folder, metric, records))
 
 
-def check_records(records: Sequence[Record], where: Sequence[str], metric: str) -> None:
-    """The results schema beyond each line's fields: known test modes and regimes, scores within the
-    metric's bounds (when it is installed and declares them), and one set of (split, mode, id) records
-    shared by every model and regime of the task (the pairing every comparison relies on)."""
+def check_records(
+    records: Sequence[Record], where: Sequence[str], metric: str, scored: Sequence[dict[str, float]]
+) -> None:
+    """The results schema beyond each line's fields: a file holds one (model, regime) named by its path;
+    known test modes and regimes; `score` is the record's `metrics` entry of the task's metric and lies
+    within its bounds (when installed and declared); one set of (split, mode, id) records shared by
+    every model and regime of the task, each with one max_sim (the pairing every comparison relies on)."""
     from icl_bench import plugins
     from icl_bench.modes import MODES
 
     bounds = plugins.metrics[metric].bounds if metric in plugins.metrics else None
     slack = 1e-9 * (bounds[1] - bounds[0]) if bounds else 0.0
     regimes = {"base", *plugins.regimes}
-    for record, here in zip(records, where, strict=True):
+    for record, here, named in zip(records, where, scored, strict=True):
+        path = Path(here.rsplit(":", 1)[0])
         if record.mode not in MODES:
             raise UsageError(f"{here}: unknown test mode {record.mode!r}; known modes: {', '.join(MODES)}")
         if record.model != BASELINE_MODEL and record.regime not in regimes:
@@ -297,14 +314,33 @@ def check_records(records: Sequence[Record], where: Sequence[str], metric: str) 
                 f"{here}: unknown regime {record.regime!r}; known regimes: {', '.join(sorted(regimes))} "
                 "(install the plugin that registers it, or fix the line)"
             )
+        if path.name == BASELINE_FILE and record.model != BASELINE_MODEL:
+            raise UsageError(f"{here}: {BASELINE_FILE} holds model {record.model!r}, not {BASELINE_MODEL!r}")
+        if path.name != BASELINE_FILE and record.regime != path.stem:
+            raise UsageError(
+                f"{here}: a record of regime {record.regime!r} in {path.name}; a file holds its own regime"
+            )
         if bounds and not bounds[0] - slack <= record.score <= bounds[1] + slack:
             raise UsageError(
                 f"{here}: score {record.score} is outside {metric}'s range [{bounds[0]:g}, {bounds[1]:g}]; "
                 "rerun `icl-bench run` for this regime"
             )
+        if named and (metric not in named or not math.isclose(named[metric], record.score, abs_tol=1e-9)):
+            found = f"{metric} {named[metric]}" if metric in named else f"only {', '.join(sorted(named))}"
+            raise UsageError(
+                f"{here}: score {record.score} but its metrics say {found} (the task's metric is {metric}); "
+                "rerun `icl-bench run` for this regime"
+            )
+    sims: dict[tuple[str, str, str], tuple[float | None, str]] = {}
     groups: dict[tuple[str, str, str], set[tuple[str, str]]] = defaultdict(set)
     files: dict[tuple[str, str, str], str] = {}
     for record, here in zip(records, where, strict=True):
+        first, there = sims.setdefault((record.split, record.mode, record.id), (record.max_sim, here))
+        if first != record.max_sim:
+            raise UsageError(
+                f"{here}: max_sim {record.max_sim} of id {record.id!r} in mode {record.mode!r} differs from "
+                f"{first} at {there}; every model is scored on the same contexts: rerun `icl-bench run`"
+            )
         groups[(record.split, record.model, record.regime)].add((record.mode, record.id))
         files.setdefault((record.split, record.model, record.regime), here.rsplit(":", 1)[0])
     for split in sorted({split for split, _, _ in groups}):

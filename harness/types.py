@@ -240,6 +240,7 @@ class Paraphraser(ABC):
 
 
 BASELINE_MODEL = "baseline"  # the model name of trivial-baseline records in a results folder
+BASELINE_FILE = "baselines.jsonl"  # where they are: <results>/<task>/baselines.jsonl
 
 
 @dataclass(frozen=True)

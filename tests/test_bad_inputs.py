@@ -266,7 +266,7 @@ def write_results(root: Path) -> Path:
     """results/toy/m1: base and zero, 4 modes x 6 examples each, and bins.json."""
     task = root / "results" / "toy"
     (task / "m1").mkdir(parents=True)
-    (task / "bins.json").write_text(json.dumps({"task": "toy", "method": "tertiles", "edges": [0.3, 0.6]}))
+    (task / "bins.json").write_text(json.dumps({"task": "toy", "method": "fixed", "edges": [0.3, 0.6]}))
     for regime in ("base", "zero"):
         lines = []
         for mode in ("random", "similar", "one-near", "paraphrase"):

@@ -118,8 +118,12 @@ def test_c1_is_judged_against_every_trivial_baseline():
     ]
     [verdicts] = task_verdicts("toy", noisy, (0.3, 0.6))
     c1 = next(c for c in verdicts.claims if c.claim.id == "C1")
-    assert [o.comparison.text for o in c1.outcomes] == ["zero > base in Low", "zero > majority in Low"]
-    assert [o.verdict for o in c1.outcomes] == ["holds", "contradicted"]
+    assert [o.comparison.text for o in c1.outcomes] == [
+        "zero > base in Low",
+        "zero > majority in Low",
+        "zero > copy-nearest in Low",
+    ]
+    assert [o.verdict for o in c1.outcomes] == ["holds", "contradicted", "not run"]
     assert c1.verdict == "contradicted"  # beating base alone is not learning the task
     assert verdicts.model == "m"  # baselines are references, not a model with claims of its own
 

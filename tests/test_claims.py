@@ -22,8 +22,10 @@ from icl_bench.claims import (
 )
 from icl_bench.leaderboard import write_leaderboard
 from icl_bench.score import Record
+from icl_bench.types import BASELINE_MODEL
 
 MODES = ("random", "similar", "one-near", "paraphrase")
+BASELINES = ((BASELINE_MODEL, "majority"), (BASELINE_MODEL, "copy-nearest"))
 
 
 def scores_of(per_example: dict[str, list[float]], series: str, group: str = "all") -> dict:
@@ -139,7 +141,7 @@ def test_verdict_rules():
     assert verdict(-0.02, 0.1, ">=", margin=0.01) == "inconclusive"
     assert verdict(-0.05, -0.02, ">=", margin=0.01) == "contradicted"
     assert verdict(math.nan, math.nan, ">") == "inconclusive"
-    assert combine(["holds", "not run", "holds"]) == "holds"
+    assert combine(["holds", "not run", "holds"]) == "inconclusive"  # SPEC 7: holds when all hold
     assert combine(["holds", "inconclusive"]) == "inconclusive"
     assert combine(["holds", "contradicted"]) == "contradicted"
     assert combine(["not run", "not run"]) == "not run"
@@ -165,12 +167,15 @@ def test_estimate_is_deterministic_and_seeded():
 
 
 def records(regimes: dict[str, float], n: int = 30) -> list[Record]:
-    """Records of task `toy`: max_sim = example index / n over three bins; regime lifts are exact."""
+    """Records of task `toy`: max_sim = example index / n over three bins; regime lifts are exact; the
+    trivial baselines score as `base` does."""
     rng = random.Random(0)
     noise = {(i, m): rng.random() * 0.5 for i in range(n) for m in MODES}
+    lifts = [("m", regime, lift) for regime, lift in regimes.items()]
+    lifts += [(BASELINE_MODEL, name, 0.0) for name in ("majority", "copy-nearest")]
     return [
-        Record("toy", "m", regime, "test", mode, f"t{i:02d}", noise[(i, mode)] + lift, (i + 0.5) / n)
-        for regime, lift in regimes.items()
+        Record("toy", model, regime, "test", mode, f"t{i:02d}", noise[(i, mode)] + lift, (i + 0.5) / n)
+        for model, regime, lift in lifts
         for i in range(n)
         for mode in MODES
     ]
@@ -190,7 +195,7 @@ def test_task_verdicts_on_known_regime_effects():
 
 def test_leaderboard_has_claims_in_markdown_and_json(tmp_path):
     results = tmp_path / "results" / "toy"
-    for regime in ("base", "zero", "contrastive"):
+    for model, regime in (("m", "base"), ("m", "zero"), ("m", "contrastive"), *BASELINES):
         lines = [
             json.dumps(
                 {
@@ -207,10 +212,12 @@ def test_leaderboard_has_claims_in_markdown_and_json(tmp_path):
                 }
             )
             for r in records({"base": 0.0, "zero": 0.3, "contrastive": 0.4})
-            if r.regime == regime
+            if (r.model, r.regime) == (model, regime)
         ]
-        (results / "m").mkdir(parents=True, exist_ok=True)
-        (results / "m" / f"{regime}.jsonl").write_text("\n".join(lines) + "\n")
+        path = results / ("baselines.jsonl" if model == BASELINE_MODEL else f"m/{regime}.jsonl")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            handle.write("\n".join(lines) + "\n")
     (results / "bins.json").write_text(json.dumps({"method": "fixed", "edges": [1 / 3, 2 / 3]}))
     write_leaderboard(tmp_path / "results", tmp_path / "board")
     text = (tmp_path / "board" / "leaderboard.md").read_text()

@@ -46,7 +46,7 @@ def make_results(root, models=("m1",), regimes=REGIMES, n=12, splits=("test",), 
     """results/toy: bins.json plus one JSONL per (model, regime); max_sim rises with the example index."""
     task = root / "toy"
     task.mkdir(parents=True)
-    (task / "bins.json").write_text(json.dumps({"task": "toy", "method": "tertiles", "edges": [0.3, 0.6]}))
+    (task / "bins.json").write_text(json.dumps({"task": "toy", "method": "fixed", "edges": [0.3, 0.6]}))
     for model in models:
         for regime, lift in regimes.items():
             lines = []
@@ -136,7 +136,7 @@ def test_csv_and_json_agree(tmp_path):
     task = data["tasks"]["toy"]
     assert (task["metric"], task["bins"], task["decimals"]) == (
         "exact-match",
-        {"method": "tertiles", "edges": [0.3, 0.6]},
+        {"method": "fixed", "edges": [0.3, 0.6]},
         3,
     )
     assert data["bootstrap"] == {"resamples": 1000, "level": 0.95, "seed": 0}
@@ -189,7 +189,9 @@ def test_changed_result_changes_the_leaderboard(tmp_path):
     write_leaderboard(results, out)
     path = results / "toy" / "m1" / "base.jsonl"
     first, *rest = path.read_text().splitlines(keepends=True)
-    path.write_text(first.replace('"score": ', '"score": 0.0, "old": ') + "".join(rest))
+    edited = json.loads(first)
+    edited["score"] = edited["metrics"]["exact-match"] = 0.0  # a consistent record, another score
+    path.write_text(json.dumps(edited) + "\n" + "".join(rest))
     assert set(check_leaderboard(results, out)) >= {"leaderboard.md", "leaderboard.csv", "leaderboard.json"}
 
 

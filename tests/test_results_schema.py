@@ -83,3 +83,20 @@ def test_leaderboard_check_refuses_a_damaged_folder_with_one_line(results, capsy
     assert cli.main(["leaderboard", "--check", "--results", str(results), "--out", str(results.parent)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "random.jsonl:6: score 7.0 is outside" in err[0]
+
+
+def test_bins_that_are_not_the_tertiles_they_claim_are_refused(results):
+    path = results / "synthetic-alignment" / "bins.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "method": "tertiles", "edges": [0.1, 0.2]}))
+    with pytest.raises(UsageError, match=r"bins.json: edges \[0.1, 0.2\] are not the tertiles"):
+        load_results(results)
+
+
+def test_without_baseline_records_c1_cannot_hold(results):
+    from icl_bench.leaderboard import board
+
+    (results / "synthetic-alignment" / "baselines.jsonl").unlink()
+    [verdicts] = board(results).verdicts["synthetic-alignment"]
+    c1 = next(c for c in verdicts.claims if c.claim.id == "C1")
+    assert [o.verdict for o in c1.outcomes] == ["holds", "not run", "not run"]  # zero > base alone holds
+    assert c1.verdict == "inconclusive"

@@ -220,7 +220,10 @@ def test_bad_statistics_are_one_line(tmp_path, stats, message):
         "method": "fixed",
         "edges": [0.2, 0.8],
     }
-    rows = [line(id=str(i), **({} if row is None else {"stats": row})) for i, row in enumerate(stats)]
+    score = {"score": 50.0} if bins["metric"] == "chrf" else {}  # the record's own chrf
+    rows = [
+        line(id=str(i), **score, **({} if row is None else {"stats": row})) for i, row in enumerate(stats)
+    ]
     write_task(tmp_path, rows, bins)
     message = message or "records carry statistics of 'exact-match', which is not an installed corpus metric"
     with pytest.raises(UsageError, match=message):
