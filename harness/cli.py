@@ -246,6 +246,14 @@ def plan_of(args: argparse.Namespace):
     from icl_bench.run import MAIN_REGIMES, Plan
 
     quiet_libraries()
+    if args.hostfile and not Path(args.hostfile).is_file():
+        raise UsageError(
+            f"--hostfile {args.hostfile} is not a file; pass DeepSpeed's hostfile (one `host slots=N` a line)"
+        )
+    if args.hostfile and args.launcher != "deepspeed":
+        raise UsageError(
+            "--hostfile is read by the deepspeed launcher only; add --launcher deepspeed or drop it"
+        )
     spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
     plan = Plan(
         models=names_in("--models", args.models, "models"),

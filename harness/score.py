@@ -211,6 +211,8 @@ def score_results(
 def load_results(results: Path) -> list[TaskResults]:
     """Every task folder under `results` (sorted; hidden folders skipped), validated."""
     results = Path(results)
+    if results.exists() and not results.is_dir():
+        raise UsageError(f"results folder {results} is not a folder; pass a suite's results/ folder")
     if not results.is_dir():
         raise UsageError(f"results folder {results} does not exist; run `icl-bench run` or fix the path")
     folders = sorted(

@@ -353,3 +353,45 @@ def test_analyze_checks_every_task_before_the_first_ones_work(fails, words_tasks
     )
     line = fails("analyze", "ft-vs-icl", "--tasks", "choice-words", "--k", "100")
     assert line == "choice-words: --k 100 needs that many pool examples; it has 62"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--launcher", "deepspeed", "--hostfile", "/nonexistent/hostfile"],
+            "--hostfile /nonexistent/hostfile is not a file",
+        ),
+        (["--hostfile", __file__], "--hostfile is read by the deepspeed launcher only"),
+    ],
+)
+def test_a_bad_hostfile_is_refused_before_any_work(tmp_path, capsys, extra, message):
+    from icl_bench import cli
+
+    out = tmp_path / "suite"
+    code = cli.main(
+        [
+            "run",
+            "--models",
+            "tiny",
+            "--size",
+            "smoke",
+            "--out",
+            str(out),
+            "--store",
+            str(tmp_path / "s"),
+            *extra,
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0]
+    assert not out.exists() and not (tmp_path / "s").exists()
+
+
+def test_a_results_path_that_is_a_file_is_named_so(tmp_path):
+    from icl_bench.errors import UsageError
+    from icl_bench.score import load_results
+
+    (tmp_path / "r").write_text("x")
+    with pytest.raises(UsageError, match="is not a folder"):
+        load_results(tmp_path / "r")
