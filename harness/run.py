@@ -26,7 +26,7 @@ from icl_bench.export import metric_names
 from icl_bench.progress import console
 from icl_bench.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.train import LOG, TrainConfig, TrainingDiverged
-from icl_bench.types import Regime, Task
+from icl_bench.types import BASELINE_FILE, Regime, Task
 
 EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
 MAIN_REGIMES = ("zero", "random", "similar", "contrastive")
@@ -237,7 +237,7 @@ class Sweep:
     def baselines(self) -> list[Path]:
         """Score every task's trivial baselines on its test contexts (`icl_bench.baselines`) into
         <results>/<task>/baselines.jsonl, before any model: they need only the pool and the contexts."""
-        from icl_bench.baselines import FILE, baseline_records, check_metric, suite_sims
+        from icl_bench.baselines import baseline_records, check_metric, suite_sims
 
         written = []
         for task in self.tasks:
@@ -253,8 +253,8 @@ class Sweep:
                 test_records = [
                     {**r, "max_sim": sims[(r["split"], r["mode"], r["id"])]} for r in test_records
                 ]
-            write_jsonl(folder / FILE, baseline_records(task, test_records, pool, self.plan.metric))
-            written.append(folder / FILE)
+            write_jsonl(folder / BASELINE_FILE, baseline_records(task, test_records, pool, self.plan.metric))
+            written.append(folder / BASELINE_FILE)
         return written
 
     def record(self, setting: Setting, test_records: list[dict], evaluated: tuple[list[dict], dict]) -> None:
