@@ -80,11 +80,6 @@ class Store:
         """Where the artifact of `stage` for these inputs lives (it may not exist yet)."""
         return self.root / stage / digest({"stage": stage, **inputs})[:24]
 
-    def check_writable(self) -> Store:
-        """Fail with one line now, not after hours of work, when artifacts cannot be written here."""
-        writable(self.root, f"--store (or ${STORE_ENV})")
-        return self
-
     def activate(self) -> Store:
         """Make this the store of the process and its children ($ICL_BENCH_STORE): a plugin's data
         (`Store()`, `default_root()`) then lands beside the run's artifacts, not in the user cache."""
@@ -171,19 +166,6 @@ class Store:
                 os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def writable(folder: Path, flag: str) -> Path:
-    """Create `folder` if needed and prove a file can be written in it; else one line naming `flag`."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".icl-bench-write-check-"):
-            pass
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise UsageError(f"{folder} is not writable ({reason}); pass a writable folder with {flag}") from None
-    return folder
 
 
 def write_atomic(path: Path, data: bytes) -> None:
