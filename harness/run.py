@@ -167,7 +167,15 @@ def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str 
     method = "fixed" if task.similarity_bins else "tertiles"
     edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
     bins = {"task": task.name, "metric": metric or task.metric, "method": method, "edges": list(edges)}
-    write_json(folder / "bins.json", bins)
+    write_json(folder / "bins.json", {**bins, "records": planned_records(test_records)})
+
+
+def planned_records(test_records: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """split -> mode -> the test ids the contexts hold: every model's results must have exactly these."""
+    planned: dict[str, dict[str, list[str]]] = {}
+    for r in sorted(test_records, key=lambda r: (r["split"], r["mode"], r["id"])):
+        planned.setdefault(r["split"], {}).setdefault(r["mode"], []).append(r["id"])
+    return planned
 
 
 class Sweep:
@@ -249,7 +257,9 @@ class Sweep:
             check_metric(folder, self.plan.metric or task.metric)
             if sims is None or not (folder / "bins.json").is_file():
                 _write_bins(task, test_records, folder, self.plan.metric)
-            else:  # beside a suite's models: their max_sim and bins, to the last digit
+            else:  # beside a suite's models: their max_sim and bins, to the last digit; the plan's records
+                bins = json.loads((folder / "bins.json").read_text(encoding="utf-8"))
+                write_json(folder / "bins.json", {**bins, "records": planned_records(test_records)})
                 test_records = [
                     {**r, "max_sim": sims[(r["split"], r["mode"], r["id"])]} for r in test_records
                 ]

@@ -53,6 +53,7 @@ class Bins:
 
     method: str
     edges: tuple[float, float]
+    planned: frozenset[tuple[str, str, str]] | None = None  # (split, mode, id) the contexts hold
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,8 @@ def load_task(folder: Path) -> TaskResults:
         raise UsageError(f"{folder} has no bins.json and no max_sim values; rerun `icl-bench run`")
     metric = _metric_name(declared, metric_names or set())
     check_records(records, where, metric, scored)
+    if bins.planned is not None:
+        check_planned(records, where, bins.planned, bins_path)
     tertiles = _tertiles(records).edges
     close = all(
         math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(bins.edges, tertiles, strict=True)
@@ -356,6 +359,32 @@ def check_records(
                     f"results of the task have are missing (e.g. id {rid!r}, mode {mode!r}); rerun "
                     f"`icl-bench run` for {model} / {regime}"
                 )
+
+
+def check_planned(
+    records: Sequence[Record], where: Sequence[str], planned: frozenset[tuple[str, str, str]], bins_path: Path
+) -> None:
+    """Every (model, regime) holds exactly the records the contexts planned (bins.json's `records`):
+    an example missing from every file is found too."""
+    groups: dict[tuple[str, str], set[tuple[str, str, str]]] = defaultdict(set)
+    files: dict[tuple[str, str], str] = {}
+    for record, here in zip(records, where, strict=True):
+        key = (record.split, record.mode, record.id)
+        if key not in planned:
+            raise UsageError(
+                f"{here}: id {record.id!r} in mode {record.mode!r} is not in the plan ({bins_path})"
+            )
+        groups[(record.model, record.regime)].add(key)
+        files.setdefault((record.model, record.regime), here.rsplit(":", 1)[0])
+    for (model, regime), keys in sorted(groups.items()):
+        lacking = sorted(planned - keys)
+        if lacking:
+            split, mode, rid = lacking[0]
+            raise UsageError(
+                f"{files[(model, regime)]}: {len(lacking)} of the {len(planned)} planned records are missing "
+                f"(e.g. id {rid!r}, mode {mode!r}, split {split!r}); rerun `icl-bench run` for "
+                f"{model} / {regime}"
+            )
 
 
 def _lines(path: Path) -> list[str]:
@@ -471,7 +500,20 @@ def _read_bins(path: Path) -> tuple[Bins, str | None]:
     if not isinstance(method, str):
         raise UsageError(f"{path}: 'method' must be a string such as \"tertiles\"; {fix}")
     metric = raw.get("metric")
-    return Bins(method, (lo, hi)), metric if isinstance(metric, str) else None  # type: ignore[arg-type]
+    records = raw.get("records")
+    planned = None
+    if records is not None:
+        try:
+            planned = frozenset(
+                (split, mode, str(rid))
+                for split, modes in records.items()
+                for mode, ids in modes.items()
+                for rid in ids
+            )
+        except (AttributeError, TypeError):
+            raise UsageError(f"{path}: 'records' must map split -> mode -> ids; {fix}") from None
+    bins = Bins(method, (lo, hi), planned)  # type: ignore[arg-type]
+    return bins, metric if isinstance(metric, str) else None
 
 
 def _tertiles(records: Sequence[Record]) -> Bins:

@@ -100,3 +100,12 @@ def test_without_baseline_records_c1_cannot_hold(results):
     c1 = next(c for c in verdicts.claims if c.claim.id == "C1")
     assert [o.verdict for o in c1.outcomes] == ["holds", "not run", "not run"]  # zero > base alone holds
     assert c1.verdict == "inconclusive"
+
+
+def test_an_example_dropped_from_every_file_is_missing_from_the_plan(results):
+    """bins.json lists the records the contexts hold: dropping one example everywhere is still found."""
+    for path in (results / "synthetic-alignment").rglob("*.jsonl"):
+        kept = [line for line in path.read_text().splitlines(True) if '"id": "test-0007"' not in line]
+        path.write_text("".join(kept))
+    with pytest.raises(UsageError, match=r"of the 360 planned records are missing \(e.g. id 'test-0007'"):
+        load_results(results)
