@@ -139,11 +139,13 @@ def test_third_party_task_and_regime_via_entry_point(site, tmp_path):
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == [
         "config.json",
+        "test/summary.json",  # failed paraphrases, counted (none here)
         "test/test/one-near.jsonl",
         "test/test/paraphrase.jsonl",
         "test/test/random.jsonl",
         "test/test/similar.jsonl",
         "train/first-k.jsonl",
+        "train/first-k.summary.json",
     ]
     train = read_jsonl(out / "train" / "first-k.jsonl")
     expected = {f"quiz-train-{i}": [f"quiz-train-{j}" for j in range(8) if j != i][:2] for i in range(8)}
