@@ -275,6 +275,7 @@ def plan_of(args: argparse.Namespace):
         paraphrase_model=args.paraphrase_model,
         metric=args.metric,
         precision=args.precision,
+        command=tuple(args.argv),
     )
     store = store_of(args, plan.tasks)
     if getattr(args, "out", None):
@@ -377,6 +378,60 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
         console.print("leaderboards are up to date")
     elif not (args.results or args.out):
         index_suites(Path(args.root))
+
+
+def cmd_reproduce(args: argparse.Namespace) -> None:
+    """Rerun a suite's plan into a scratch folder (a fresh store unless --store), then compare; the
+    rerun's own tables go to stderr, the comparison to stdout; exit 1 when it fails."""
+    import contextlib
+    import tempfile
+
+    from icl_bench.plans import lock_sha256, read_plan
+    from icl_bench.progress import console, out
+    from icl_bench.reproduce import compare, summary_rows
+
+    suite = Path(args.suite)
+    recorded = read_plan(suite)
+    if not (suite / "results").is_dir():
+        raise UsageError(f"{suite} has no results/ to compare with; remake it with `{recorded['command']}`")
+    scratch = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="icl-bench-reproduce-"))
+    remade = check_writable(scratch, "--out") / suite.name
+    if lock_sha256() != recorded["constraints_sha256"]:
+        console.print("[yellow]warning[/] constraints.txt differs from the suite's lock: expect other bytes")
+    inner = build_parser().parse_args(recorded["argv"])
+    inner.argv, inner.out = tuple(recorded["argv"]), str(remade)
+    inner.store = args.store or str(scratch / "store")
+    console.print(f"reproduce {suite}: `{recorded['command']}` into {remade} (store {inner.store})")
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            inner.func(inner)
+        except SystemExit as stop:  # failed trainings: compared like the rest (their files are missing)
+            console.print(f"[yellow]the rerun exited with {stop.code}[/]")
+    plans = (recorded, json.loads((remade / "plan.json").read_text(encoding="utf-8")))
+    result = compare(suite, remade, plans)
+    out.print(reproduce_table(suite, summary_rows(result)), soft_wrap=False)
+    for check in result.files:
+        if not check.same:
+            lines = f" ({check.lines[0]} of {check.lines[1]} lines)" if check.lines else ""
+            print(f"differs: {check.name}{lines}")
+    if not result.passed(args.strict):
+        why = "the plan resolved differently" if result.plan else "claim verdicts differ"
+        if not result.plan and result.verdicts_same:
+            why = "files differ in bytes (--strict)"
+        console.print(f"[red]not reproduced[/]: {why}; the remade suite is in {remade}")
+        raise SystemExit(1)
+    console.print(f"reproduced {suite} (remade in {remade})")
+
+
+def reproduce_table(suite: Path, rows: Sequence[tuple[str, str, str]]):
+    from rich.table import Table
+
+    table = Table(title=f"reproduce {suite}", title_justify="left")
+    for name in ("check", "result", "differs"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def cmd_comet(args: argparse.Namespace) -> None:
@@ -527,6 +582,18 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
     parser.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
+    numerics_argument(parser)
+
+
+def numerics_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    from icl_bench.numerics import DEFAULT, PROFILES
+
+    parser.add_argument(
+        "--numerics",
+        choices=tuple(PROFILES),
+        default=default or DEFAULT,
+        help="CPU numerics: portable (default; the same bytes on any x86-64 CPU with AVX2) or native",
+    )
 
 
 def probe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -638,6 +705,7 @@ def build_parser() -> Parser:
     theory.add_argument("--seed", type=int, default=0)
     theory.add_argument("--steps", type=int, default=1500, help="Adam steps per model")
     theory.add_argument("--out", default="leaderboards/theory", help="folder for theory.json/.md/.png")
+    numerics_argument(theory)
     theory.set_defaults(func=cmd_theory)
 
     analysis = sub.add_parser(
@@ -659,13 +727,32 @@ def build_parser() -> Parser:
     analysis.add_argument(
         "--out", default="leaderboards/ft-vs-icl", help="folder for the tables and heatmaps"
     )
+    numerics_argument(analysis)
     analysis.set_defaults(func=cmd_analyze)
+
+    again = sub.add_parser("reproduce", help="rerun a suite's plan.json and compare: bytes, cells, verdicts")
+    again.add_argument("suite", help="a suite folder with plan.json and results/ (e.g. leaderboards/default)")
+    again.add_argument("--store", help="artifact store for the rerun (default: a fresh one in --out)")
+    again.add_argument("--out", help="scratch folder for the rerun (default: a new temporary folder)")
+    again.add_argument("--strict", action="store_true", help="also fail on any byte difference")
+    again.add_argument("--numerics", choices=("portable", "native"), help="default: the plan's profile")
+    again.set_defaults(func=cmd_reproduce)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.argv = tuple(sys.argv[1:] if argv is None else argv)
+        profile = getattr(args, "numerics", None)
+        if args.command == "reproduce" and profile is None:
+            from icl_bench.plans import read_plan
+
+            profile = read_plan(Path(args.suite))["numerics"]["profile"]
+        if profile:  # before anything loads torch
+            from icl_bench.numerics import apply
+
+            apply(profile)
         args.func(args)
     except UsageError as error:
         print(f"icl-bench: error: {error}", file=sys.stderr)

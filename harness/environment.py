@@ -1,5 +1,5 @@
-"""The environment a result was made in: versions of the stack, the device, torch's thread count and
-the precision the model computed in.
+"""The environment a result was made in: versions of the stack, the device, torch's thread count, the
+CPU numerics profile and the precision the model computed in.
 
 Train and evaluate artifacts record it, `run` copies it beside each result, and the leaderboard shows
 it, so a table says what produced it (floating-point results move with any of these).
@@ -30,6 +30,8 @@ def capture(precision: str | None = None) -> dict[str, Any]:
     JSON values."""
     import torch
 
+    from icl_bench import numerics
+
     versions = {}
     for name in PACKAGES:
         try:
@@ -41,6 +43,7 @@ def capture(precision: str | None = None) -> dict[str, Any]:
         "packages": versions,
         "device": device(),
         "torch_threads": torch.get_num_threads(),
+        "numerics": numerics.state(),
         **({"precision": precision} if precision else {}),
     }
 
@@ -55,6 +58,9 @@ def describe(environment: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
     if "precision" in environment:
         rows.append(("precision", str(environment["precision"])))
+    if "numerics" in environment:
+        found = environment["numerics"]
+        rows.append(("numerics", f"{found.get('profile')} ({found.get('cpu_capability')})"))
     return rows
 
 

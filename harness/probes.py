@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from icl_bench import claims, models, plugins
+from icl_bench import claims, models, numerics, plugins
 from icl_bench.contexts import (
     ContextConfig,
     data_fingerprint,
@@ -493,6 +493,7 @@ def _predictions(sweep, task: Task, spec, reference: str, contexts: Path, items,
         "trained": trained,
         "batch_size": sweep.plan.batch_size,
         "precision": sweep.precision,
+        "numerics": numerics.key(),
         "version": VERSION,
     }
     if not sweep.store.has("probe-predictions", inputs):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from icl_bench import environment, models, paraphrase, plugins
+from icl_bench import environment, models, numerics, paraphrase, plugins
 from icl_bench.contexts import (
     ContextConfig,
     ContextSet,
@@ -23,6 +23,7 @@ from icl_bench.contexts import (
 )
 from icl_bench.errors import UsageError
 from icl_bench.export import metric_names
+from icl_bench.plans import plan_record, write_plan
 from icl_bench.progress import console
 from icl_bench.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.train import LOG, TrainConfig, TrainingDiverged
@@ -95,6 +96,7 @@ class Plan:
     paraphrase_model: str = paraphrase.DEFAULT_MODEL
     metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
     precision: str = "auto"  # fp32, bf16, or auto: bf16 on a bf16 GPU, else fp32
+    command: tuple[str, ...] = ()  # the `icl-bench` arguments that made it (none: the Python API)
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ def run(plan: Plan, store: Store) -> list[str]:
     from icl_bench.leaderboard import index_suites, write_leaderboard
 
     sweep = Sweep(plan, store)
+    write_plan(plan.out, plan_record(plan, sweep))
     sweep.baselines()
     failures = sweep.each(
         lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
@@ -294,6 +297,7 @@ class Sweep:
             "trained": trained.name if trained else None,
             "batch_size": self.plan.batch_size,
             "precision": self.precision,
+            "numerics": numerics.key(),
             **({"metric": self.plan.metric} if self.plan.metric else {}),
         }
         if not self.store.has("evaluate", inputs):

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icl_bench import environment, models
+from icl_bench import environment, models, numerics
 from icl_bench.errors import UsageError
 from icl_bench.models import PRECISIONS, ModelSpec, load, load_tokenizer, resolve_precision
 from icl_bench.store import reading, write_json
@@ -151,8 +151,13 @@ class TrainConfig:
         offload, which only change how the run is carried out); `snapshot_steps` changes what the
         artifact holds (never the weights), so it is part of the key too.  `trainer` (TRAINER_VERSION)
         changes when the training code changes the weights' rounding; objective, clip, optim and
-        group_by_length appear only when not at their defaults, so a new field changes no other key."""
-        fields = asdict(self) | {"precision": resolve_precision(self.precision), "trainer": TRAINER_VERSION}
+        group_by_length appear only when not at their defaults, so a new field changes no other key;
+        `numerics` is the CPU numerics profile's key (`icl_bench.numerics`)."""
+        fields = asdict(self) | {
+            "precision": resolve_precision(self.precision),
+            "trainer": TRAINER_VERSION,
+            "numerics": numerics.key(),
+        }
         for name in ("save_steps", "zero_stage", "offload"):
             del fields[name]
         for name in ("objective", "clip", "optim", "group_by_length"):

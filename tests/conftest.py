@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+from icl_bench.numerics import DEFAULT, PROFILES
+
+os.environ.update(PROFILES[DEFAULT])  # the default numerics, before any test loads torch (as `main` does)
+
 import pytest
 from helpers import K1, B, WordShuffle, WordsTask, build_words_task
 from rank_bm25 import BM25Okapi
