@@ -311,10 +311,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> None:
     from icl_bench import probes
+    from icl_bench.plans import add_stage
     from icl_bench.progress import console
 
     plan, store = plan_of(args)
     probes.show(probes.probe_stage(plan, store, args.max_probe))
+    add_stage(plan.out, "probe", args.argv)
     console.print(f"wrote {plan.out}/probes.md")
 
 
@@ -386,7 +388,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     import contextlib
     import tempfile
 
-    from icl_bench.plans import lock_sha256, read_plan
+    from icl_bench.plans import command_line, lock_sha256, read_plan
     from icl_bench.progress import console, out
     from icl_bench.reproduce import compare, summary_rows
 
@@ -398,15 +400,16 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     remade = check_writable(scratch, "--out") / suite.name
     if lock_sha256() != recorded["constraints_sha256"]:
         console.print("[yellow]warning[/] constraints.txt differs from the suite's lock: expect other bytes")
-    inner = build_parser().parse_args(recorded["argv"])
-    inner.argv, inner.out = tuple(recorded["argv"]), str(remade)
-    inner.store = args.store or str(scratch / "store")
-    console.print(f"reproduce {suite}: `{recorded['command']}` into {remade} (store {inner.store})")
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            inner.func(inner)
-        except SystemExit as stop:  # failed trainings: compared like the rest (their files are missing)
-            console.print(f"[yellow]the rerun exited with {stop.code}[/]")
+    store = args.store or str(scratch / "store")
+    for argv in (recorded["argv"], *recorded.get("stages", {}).values()):
+        inner = build_parser().parse_args(argv)
+        inner.argv, inner.out, inner.store = tuple(argv), str(remade), store
+        console.print(f"reproduce {suite}: `{command_line(argv)}` into {remade} (store {store})")
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                inner.func(inner)
+            except SystemExit as stop:  # failed trainings: compared like the rest (their files are missing)
+                console.print(f"[yellow]the rerun exited with {stop.code}[/]")
     plans = (recorded, json.loads((remade / "plan.json").read_text(encoding="utf-8")))
     result = compare(suite, remade, plans)
     out.print(reproduce_table(suite, summary_rows(result)), soft_wrap=False)

@@ -2,7 +2,8 @@
 
 It says how to remake the suite: the exact command and its argument list, the options as resolved
 (regimes with their parameters, the size's context and training settings with every override), the
-icl-bench version, the sha256 of the lock (`constraints.txt`) and the numerics profile.  `icl-bench
+icl-bench version, the sha256 of the lock (`constraints.txt`) and the numerics profile; `stages` holds
+the later commands that wrote into the suite (`icl-bench probe`).  `icl-bench
 reproduce` reruns `argv` and compares (`icl_bench.reproduce`); the leaderboard shows `command`.
 """
 
@@ -68,6 +69,15 @@ def write_plan(folder: Path, record: dict[str, Any]) -> Path:
     return folder / FILE
 
 
+def add_stage(folder: Path, name: str, argv: Sequence[str]) -> None:
+    """Record a later command that wrote into the suite (`icl-bench probe`), so a reproduction reruns it
+    too; nothing when the suite has no plan."""
+    path = Path(folder) / FILE
+    if path.is_file():
+        record = json.loads(path.read_text(encoding="utf-8"))
+        write_plan(folder, {**record, "stages": {**record.get("stages", {}), name: list(argv)}})
+
+
 def read_plan(suite: Path) -> dict[str, Any]:
     """The plan recorded in `suite`, checked to name a `run` command; one-line errors otherwise."""
     path = Path(suite) / FILE
@@ -86,6 +96,9 @@ def read_plan(suite: Path) -> dict[str, Any]:
         raise UsageError(f"{path}: the suite was made through the Python API, with no command to rerun")
     if not (isinstance(argv, list) and argv[:1] == ["run"] and all(isinstance(a, str) for a in argv)):
         raise UsageError(f"{path}: argv is not an `icl-bench run` command; remake the suite")
+    stages = record.get("stages", {})
+    if not isinstance(stages, dict) or any(argv[:1] != [name] for name, argv in stages.items()):
+        raise UsageError(f"{path}: malformed stages; remake the suite with `icl-bench run`")
     if profile not in numerics.PROFILES:
         known = ", ".join(numerics.PROFILES)
         raise UsageError(f"{path}: unknown numerics profile {profile!r}; known profiles: {known}")
