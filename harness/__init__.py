@@ -1,7 +1,7 @@
 """icl-bench: in-context vs in-weights learning under fine-tuning, as a benchmark harness."""
 
-from icl_bench.hookspecs import hookimpl
-from icl_bench.types import (
+from icl_bench.core.hookspecs import hookimpl
+from icl_bench.core.types import (
     Baseline,
     Case,
     Context,

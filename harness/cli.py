@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from icl_bench import plugins
-from icl_bench.errors import UsageError
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.types import Regime
+from icl_bench.core.validate import check_writable, is_number, names_in
 from icl_bench.models import PRECISIONS
-from icl_bench.types import Regime
-from icl_bench.validate import check_writable, is_number, names_in
 
 if TYPE_CHECKING:
-    from icl_bench.store import Store
+    from icl_bench.core.store import Store
 
 KINDS = ("tasks", "regimes", "modes", "models")
 
@@ -50,7 +50,7 @@ def positive_number(text: str) -> float:
 
 
 def names(kind: str) -> list[dict[str, str]]:
-    from icl_bench.modes import MODES
+    from icl_bench.contexts.modes import MODES
 
     registry = {"tasks": plugins.tasks, "regimes": plugins.regimes, "models": plugins.models}.get(kind)
     items = MODES.values() if registry is None else registry.values()
@@ -60,7 +60,7 @@ def names(kind: str) -> list[dict[str, str]]:
 def store_of(args: argparse.Namespace, tasks: list[str] | None = None) -> Store:
     """--store checked writable (not created: its stages create it when they write) and made the
     process's store; --data-dir applied to `tasks`."""
-    from icl_bench.store import STORE_ENV, Store
+    from icl_bench.core.store import STORE_ENV, Store
 
     store = Store(args.store)
     check_writable(store.root, f"--store (or ${STORE_ENV})")
@@ -137,7 +137,7 @@ def check_setting(setting: str, field: str, value: object) -> None:
 
 def has_context(regime: Regime) -> bool:
     """Whether some instance of `regime` has context examples (a mean sim_x to filter on)."""
-    from icl_bench.samplers import Empty
+    from icl_bench.contexts.samplers import Empty
 
     return any(prob > 0 and not isinstance(sampler, Empty) for prob, sampler in regime.components())
 
@@ -178,7 +178,7 @@ def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
 def cmd_list(args: argparse.Namespace) -> None:
     from rich.table import Table
 
-    from icl_bench.progress import out
+    from icl_bench.core.progress import out
 
     kinds = [args.kind] if args.kind else list(KINDS)
     listing = {kind: names(kind) for kind in kinds}
@@ -193,8 +193,8 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_contexts(args: argparse.Namespace) -> None:
-    from icl_bench.contexts import ContextConfig, build_contexts, write_contexts
-    from icl_bench.progress import console
+    from icl_bench.contexts.build import ContextConfig, build_contexts, write_contexts
+    from icl_bench.core.progress import console
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -218,9 +218,9 @@ def cmd_contexts(args: argparse.Namespace) -> None:
 
 
 def cmd_paraphrase(args: argparse.Namespace) -> None:
-    from icl_bench.contexts import paraphrase_targets, paraphraser_for
-    from icl_bench.paraphrase import LLM, Report, survey
-    from icl_bench.run import size_of
+    from icl_bench.contexts.build import paraphrase_targets, paraphraser_for
+    from icl_bench.paraphrase.llm import LLM, Report, survey
+    from icl_bench.sweep.sweep import size_of
 
     task = plugins.tasks[args.task]
     name = args.paraphraser or task.paraphraser
@@ -242,8 +242,8 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
 def plan_of(args: argparse.Namespace):
     """The sweep the options describe, with --store and --out checked writable (neither created) before
     any work."""
-    from icl_bench.progress import quiet_libraries
-    from icl_bench.run import MAIN_REGIMES, Plan
+    from icl_bench.core.progress import quiet_libraries
+    from icl_bench.sweep.sweep import MAIN_REGIMES, Plan
 
     quiet_libraries()
     if args.hostfile and not Path(args.hostfile).is_file():
@@ -284,7 +284,7 @@ def plan_of(args: argparse.Namespace):
 
 
 def fail_on(failures: Sequence[str]) -> None:
-    from icl_bench.progress import console
+    from icl_bench.core.progress import console
 
     for failure in failures:
         console.print(f"[red]failed[/] {failure}")
@@ -293,12 +293,12 @@ def fail_on(failures: Sequence[str]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from icl_bench.leaderboard import show
-    from icl_bench.run import run
+    from icl_bench.report.leaderboard import show
+    from icl_bench.sweep.sweep import run
 
     plan, store = plan_of(args)
     if args.probes:  # the probes' needs (k >= 2, a paraphraser), before the sweep
-        from icl_bench import probes
+        from icl_bench.analyses import probes
 
         for name in plan.tasks:
             probes.check_task(plugins.tasks[name], plan.k)
@@ -310,9 +310,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
-    from icl_bench import probes
-    from icl_bench.plans import add_stage
-    from icl_bench.progress import console
+    from icl_bench.analyses import probes
+    from icl_bench.core.progress import console
+    from icl_bench.sweep.plan_file import add_stage
 
     plan, store = plan_of(args)
     probes.show(probes.probe_stage(plan, store, args.max_probe))
@@ -321,7 +321,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from icl_bench.run import train_stage
+    from icl_bench.sweep.sweep import train_stage
 
     trained, failures = train_stage(*plan_of(args))
     for folder in trained:
@@ -330,8 +330,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from icl_bench.progress import console
-    from icl_bench.run import evaluate_stage
+    from icl_bench.core.progress import console
+    from icl_bench.sweep.sweep import evaluate_stage
 
     plan, store = plan_of(args)
     fail_on(evaluate_stage(plan, store))
@@ -340,8 +340,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
-    from icl_bench.progress import console
-    from icl_bench.run import baselines_stage
+    from icl_bench.core.progress import console
+    from icl_bench.sweep.sweep import baselines_stage
 
     plan, store = plan_of(args)
     for path in baselines_stage(plan, store):
@@ -362,8 +362,8 @@ def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
-    from icl_bench.leaderboard import check_leaderboard, index_suites, show, write_leaderboard
-    from icl_bench.progress import console
+    from icl_bench.core.progress import console
+    from icl_bench.report.leaderboard import check_leaderboard, index_suites, show, write_leaderboard
 
     stale = []
     for results, out in suites(args):
@@ -388,9 +388,9 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     import contextlib
     import tempfile
 
-    from icl_bench.plans import command_line, lock_sha256, read_plan
-    from icl_bench.progress import console, out
-    from icl_bench.reproduce import compare, summary_rows
+    from icl_bench.core.progress import console, out
+    from icl_bench.sweep.plan_file import command_line, lock_sha256, read_plan
+    from icl_bench.sweep.reproduce import compare, summary_rows
 
     suite = Path(args.suite)
     recorded = read_plan(suite)
@@ -438,7 +438,7 @@ def reproduce_table(suite: Path, rows: Sequence[tuple[str, str, str]]):
 
 
 def cmd_comet(args: argparse.Namespace) -> None:
-    from icl_bench.metrics import comet
+    from icl_bench.evaluate.metrics import comet
 
     print(comet.setup(store_of(args)))
 
@@ -446,7 +446,7 @@ def cmd_comet(args: argparse.Namespace) -> None:
 def cmd_store(args: argparse.Namespace) -> None:
     """`icl-bench store verify [--repair]`: one line per damaged artifact and a summary, on stdout;
     exit 1 when damage is found and left in place."""
-    from icl_bench.store import Store
+    from icl_bench.core.store import Store
 
     store = Store(args.store)
     if not store.root.is_dir():
@@ -463,9 +463,9 @@ def cmd_store(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
-    from icl_bench.export import export_lm_eval
-    from icl_bench.progress import quiet_libraries
+    from icl_bench.contexts.build import ContextConfig, build_contexts, read_test_records
+    from icl_bench.core.progress import quiet_libraries
+    from icl_bench.evaluate.export import export_lm_eval
 
     quiet_libraries()
     task = plugins.tasks[args.task]
@@ -477,8 +477,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_theory(args: argparse.Namespace) -> None:
-    from icl_bench.progress import console, out
-    from icl_bench.theory import TheoryConfig, rich_tables, run_theory, write_theory
+    from icl_bench.analyses.theory import TheoryConfig, rich_tables, run_theory, write_theory
+    from icl_bench.core.progress import console, out
 
     config = TheoryConfig(d=args.d, k=args.k, seed=args.seed, steps=args.steps)
     folder = check_writable(Path(args.out), "--out")
@@ -491,12 +491,12 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> None:
-    from icl_bench.alignment import AlignmentConfig, analyze, render
-    from icl_bench.alignment.analysis import FINE_TUNED, demonstrations
-    from icl_bench.alignment.report import rich_table
+    from icl_bench.analyses.alignment import AlignmentConfig, analyze, render
+    from icl_bench.analyses.alignment.analysis import FINE_TUNED, demonstrations
+    from icl_bench.analyses.alignment.report import rich_table
+    from icl_bench.core.progress import out, quiet_libraries
+    from icl_bench.core.store import write_atomic
     from icl_bench.models import resolve
-    from icl_bench.progress import out, quiet_libraries
-    from icl_bench.store import write_atomic
 
     quiet_libraries()
     tasks = names_in("--tasks", args.tasks, "tasks")
@@ -530,7 +530,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
 
 
 def paraphrase_arguments(parser: argparse.ArgumentParser, model_flag: str = "--paraphrase-model") -> None:
-    from icl_bench.paraphrase import DEFAULT_MODEL
+    from icl_bench.paraphrase.llm import DEFAULT_MODEL
 
     parser.add_argument("--paraphraser", help="override each task's paraphraser (`llm`: an LM's, prompt B.2)")
     parser.add_argument(
@@ -589,7 +589,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def numerics_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    from icl_bench.numerics import DEFAULT, PROFILES
+    from icl_bench.core.numerics import DEFAULT, PROFILES
 
     parser.add_argument(
         "--numerics",
@@ -749,11 +749,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = tuple(sys.argv[1:] if argv is None else argv)
         profile = getattr(args, "numerics", None)
         if args.command == "reproduce" and profile is None:
-            from icl_bench.plans import read_plan
+            from icl_bench.sweep.plan_file import read_plan
 
             profile = read_plan(Path(args.suite))["numerics"]["profile"]
         if profile:  # before anything loads torch
-            from icl_bench.numerics import apply
+            from icl_bench.core.numerics import apply
 
             apply(profile)
         args.func(args)

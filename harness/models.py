@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from icl_bench.errors import UsageError, unknown
-from icl_bench.hookspecs import hookimpl
-from icl_bench.packages import fetch
-from icl_bench.store import Store
+from icl_bench.core.errors import UsageError, unknown
+from icl_bench.core.hookspecs import hookimpl
+from icl_bench.core.packages import fetch
+from icl_bench.core.store import Store
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ def hub_reachable() -> bool:
 
 def resolve(name: str) -> ModelSpec:
     """An alias, a local folder, or (anything with a '/') a hub id."""
-    from icl_bench import plugins
+    from icl_bench.core import plugins
 
     if name in plugins.models:
         return plugins.models[name]

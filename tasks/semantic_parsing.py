@@ -30,9 +30,9 @@ from functools import cache
 from pathlib import Path
 
 from icl_bench import Example, Generation, Paraphraser, Task, hookimpl
-from icl_bench.errors import UsageError, unknown
-from icl_bench.types import Metric
-from icl_bench.validate import Rows
+from icl_bench.core.errors import UsageError, unknown
+from icl_bench.core.types import Metric
+from icl_bench.core.validate import Rows
 
 LANGUAGES = {"es": "Spanish", "de": "German", "fr": "French"}
 MTOP_ENV = "ICL_BENCH_MTOP"

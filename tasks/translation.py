@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from icl_bench import Example, Generation, Task, hookimpl
-from icl_bench.errors import unknown
-from icl_bench.hub import field, load_split, sample
+from icl_bench.core.errors import unknown
+from icl_bench.core.hub import field, load_split, sample
 from icl_bench.tasks import catalogues
 
 LANGUAGES = {"de": "German", "hi": "Hindi", "ta": "Tamil", "lt": "Lithuanian"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from icl_bench.numerics import DEFAULT, PROFILES
+from icl_bench.core.numerics import DEFAULT, PROFILES
 
 os.environ.update(PROFILES[DEFAULT])  # the default numerics, before any test loads torch (as `main` does)
 
@@ -12,9 +12,10 @@ import pytest
 from helpers import K1, B, WordShuffle, WordsTask, build_words_task
 from rank_bm25 import BM25Okapi
 
-from icl_bench import hookimpl, plugins
-from icl_bench.contexts import ContextConfig
-from icl_bench.pool import Pool
+from icl_bench import hookimpl
+from icl_bench.contexts.build import ContextConfig
+from icl_bench.contexts.pool import Pool
+from icl_bench.core import plugins
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +33,7 @@ def offline_hub(monkeypatch):
     import datasets.config
     import huggingface_hub.constants
 
-    from icl_bench.hub import DATASETS_ENV
+    from icl_bench.core.hub import DATASETS_ENV
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read at import: patch the imported modules too
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
@@ -43,8 +44,8 @@ def offline_hub(monkeypatch):
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     """(reference, spec) of the harness's own `tiny` model, built once per session."""
+    from icl_bench.core.store import Store
     from icl_bench.models import materialize, resolve
-    from icl_bench.store import Store
 
     spec = resolve("tiny")
     return materialize(spec, Store(tmp_path_factory.mktemp("tiny-store"))), spec

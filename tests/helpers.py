@@ -15,7 +15,7 @@ import numpy as np
 from rank_bm25 import BM25Okapi
 
 from icl_bench import Example, Paraphraser, Task
-from icl_bench.pool import Pool
+from icl_bench.contexts.pool import Pool
 
 K1, B = 1.5, 0.75
 EMBED_DIM = 64
@@ -184,8 +184,8 @@ def reverse_records(n: int, seed: int) -> list[dict[str, str]]:
 
 
 def ci(values: Sequence[float], **options) -> tuple[float, float, float]:
-    """(mean, lo, hi) of `values` with one record per example (`icl_bench.bootstrap.clustered`)."""
-    from icl_bench.bootstrap import Bootstrap, clustered
+    """(mean, lo, hi) of `values` with one record per example (`icl_bench.score.bootstrap.clustered`)."""
+    from icl_bench.score.bootstrap import Bootstrap, clustered
 
     found = clustered(range(len(values)), values, Bootstrap(**options))
     return found.value, found.lo, found.hi

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from icl_bench import Example, plugins
-from icl_bench.alignment import Recorder, metrics
-from icl_bench.alignment.analysis import AlignmentConfig, Prompter
+from icl_bench import Example
+from icl_bench.analyses.alignment import Recorder, metrics
+from icl_bench.analyses.alignment.analysis import AlignmentConfig, Prompter
+from icl_bench.core import plugins
+from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.models import decoder_layers, load
-from icl_bench.store import STORE_ENV, default_root
 
 PROMPT = "Review: a fine, warm film\nSentiment:"
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from helpers import WordsTask, build_words_task, error_line, run_cli
 
-from icl_bench import cli, hookimpl, plugins
-from icl_bench.errors import UsageError
-from icl_bench.leaderboard import read_environments
-from icl_bench.validate import Rows, check_writable, names_in
+from icl_bench import cli, hookimpl
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.validate import Rows, check_writable, names_in
+from icl_bench.report.leaderboard import read_environments
 
 SWEEP = ("--models", "tiny", "--size", "smoke")
 WITH_OUT = {"run", "evaluate", "probe", "analyze", "leaderboard"}
@@ -389,8 +390,8 @@ def test_a_bad_hostfile_is_refused_before_any_work(tmp_path, capsys, extra, mess
 
 
 def test_a_results_path_that_is_a_file_is_named_so(tmp_path):
-    from icl_bench.errors import UsageError
-    from icl_bench.score import load_results
+    from icl_bench.core.errors import UsageError
+    from icl_bench.score.results import load_results
 
     (tmp_path / "r").write_text("x")
     with pytest.raises(UsageError, match="is not a folder"):

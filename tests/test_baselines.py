@@ -8,14 +8,14 @@ import pytest
 from helpers import hashed_embed
 
 from icl_bench import Baseline, Example
-from icl_bench.baselines import CopyNearest, Majority, baseline_records, baselines_of, cases
-from icl_bench.claims import task_verdicts
-from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
-from icl_bench.errors import UsageError
-from icl_bench.leaderboard import write_leaderboard
-from icl_bench.score import Record
-from icl_bench.store import Store, write_jsonl
-from icl_bench.types import BASELINE_MODEL, Case
+from icl_bench.contexts.build import ContextConfig, build_contexts, read_test_records
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import Store, write_jsonl
+from icl_bench.core.types import BASELINE_MODEL, Case
+from icl_bench.report.leaderboard import write_leaderboard
+from icl_bench.score.baselines import CopyNearest, Majority, baseline_records, baselines_of, cases
+from icl_bench.score.claims import task_verdicts
+from icl_bench.score.results import Record
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""icl_bench.similarity.BM25Index (bm25s) against rank_bm25's BM25Okapi, and the top-k helper."""
+"""icl_bench.contexts.similarity.BM25Index (bm25s) against rank_bm25's BM25Okapi, and the top-k helper."""
 
 import random
 import subprocess
@@ -19,7 +19,7 @@ from helpers import (
 )
 from rank_bm25 import BM25Okapi
 
-from icl_bench.similarity import BM25Index, top_indices
+from icl_bench.contexts.similarity import BM25Index, top_indices
 
 
 @pytest.fixture(scope="module")

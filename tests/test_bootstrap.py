@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers import ci
 
-from icl_bench.bootstrap import Bootstrap, clustered, contrast
-from icl_bench.errors import UsageError
-from icl_bench.score import Record, summarise
+from icl_bench.core.errors import UsageError
+from icl_bench.score.bootstrap import Bootstrap, clustered, contrast
+from icl_bench.score.results import Record, summarise
 
 
 def test_ci_contains_mean_narrows_with_n_and_is_deterministic():

@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 from helpers import ci
 
-from icl_bench import Example, claims, plugins
-from icl_bench.claims import (
+from icl_bench import Example
+from icl_bench.core import plugins
+from icl_bench.core.types import BASELINE_MODEL
+from icl_bench.report.leaderboard import write_leaderboard
+from icl_bench.score import claims
+from icl_bench.score.claims import (
     Comparison,
     Term,
     better,
@@ -20,9 +24,7 @@ from icl_bench.claims import (
     paper_claims,
     verdict,
 )
-from icl_bench.leaderboard import write_leaderboard
-from icl_bench.score import Record
-from icl_bench.types import BASELINE_MODEL
+from icl_bench.score.results import Record
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 BASELINES = ((BASELINE_MODEL, "majority"), (BASELINE_MODEL, "copy-nearest"))

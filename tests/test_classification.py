@@ -8,10 +8,11 @@ from collections import Counter
 import pytest
 from helpers import run_cli
 
-from icl_bench import Example, plugins
-from icl_bench.errors import UsageError
-from icl_bench.hub import DATASETS_ENV
-from icl_bench.store import STORE_ENV, default_root
+from icl_bench import Example
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.hub import DATASETS_ENV
+from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.tasks.classification import HubClassification
 
 HUB_TASKS = ["sst2", "sst5", "mr", "subj", "agnews", "cb"]

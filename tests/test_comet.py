@@ -10,9 +10,9 @@ import pytest
 from helpers import error_line, run_cli
 
 from icl_bench import Example
-from icl_bench.errors import UsageError
-from icl_bench.metrics import comet
-from icl_bench.store import Store
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import Store
+from icl_bench.evaluate.metrics import comet
 
 
 def test_a_run_with_comet_not_set_up_fails_before_any_work(tmp_path):

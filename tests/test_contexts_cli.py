@@ -7,12 +7,13 @@ import zlib
 import pytest
 from helpers import WordShuffle, WordsTask, error_line, run_cli
 
-from icl_bench import Context, Example, Sampler, Single, cli, plugins
-from icl_bench.contexts import ContextConfig, instance_rng, load_pool, write_contexts
-from icl_bench.errors import UsageError
-from icl_bench.probes import probe_items
-from icl_bench.samplers import OneNear, Paraphrase
-from icl_bench.store import fingerprint, read_jsonl
+from icl_bench import Context, Example, Sampler, Single, cli
+from icl_bench.analyses.probes import probe_items
+from icl_bench.contexts.build import ContextConfig, instance_rng, load_pool, write_contexts
+from icl_bench.contexts.samplers import OneNear, Paraphrase
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import fingerprint, read_jsonl
 
 MODE_FILES = ["one-near.jsonl", "paraphrase.jsonl", "random.jsonl", "similar.jsonl"]
 SYNTHETIC = ("contexts", "--task", "synthetic-alignment")

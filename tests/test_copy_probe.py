@@ -15,9 +15,11 @@ import pytest
 from helpers import WordShuffle, build_words_task, hashed_embed
 from rich.console import Console
 
-from icl_bench import Example, plugins, probes
-from icl_bench.contexts import ContextConfig, load_pool
-from icl_bench.pool import Pool
+from icl_bench import Example
+from icl_bench.analyses import probes
+from icl_bench.contexts.build import ContextConfig, load_pool
+from icl_bench.contexts.pool import Pool
+from icl_bench.core import plugins
 from icl_bench.tasks.classification import Classification
 
 CONFIG = ContextConfig(k=4, max_pool=24, max_test=6)

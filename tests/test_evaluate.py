@@ -13,15 +13,16 @@ import pytest
 import torch
 from helpers import WordsTask, build_words_task
 
-from icl_bench import contexts, plugins
-from icl_bench.contexts import ContextConfig, load_pool
-from icl_bench.errors import UsageError
-from icl_bench.evaluate import evaluate
-from icl_bench.export import export_lm_eval, task_name
+from icl_bench.contexts import build as contexts
+from icl_bench.contexts.build import ContextConfig, load_pool
+from icl_bench.contexts.modes import MODES
+from icl_bench.contexts.pool import Pool
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import Store
+from icl_bench.evaluate.export import export_lm_eval, task_name
+from icl_bench.evaluate.runner import evaluate
 from icl_bench.models import load, materialize, resolve
-from icl_bench.modes import MODES
-from icl_bench.pool import Pool
-from icl_bench.store import Store
 
 FIELDS = {"task", "model", "regime", "split", "mode", "id", "prediction", "score", "metrics", "max_sim"}
 

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from helpers import reverse_records
 from safetensors.torch import load_file
 
-from icl_bench.errors import UsageError
+from icl_bench.core.errors import UsageError
 from icl_bench.models import decoder_layers, load, logit_lens
-from icl_bench.train import (
+from icl_bench.train.trainer import (
     IGNORE,
     Collator,
     TrainConfig,

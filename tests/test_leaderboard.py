@@ -8,10 +8,11 @@ import re
 import pytest
 from rich.console import Console
 
-from icl_bench import Single, hookimpl, plugins
-from icl_bench.errors import UsageError
-from icl_bench.leaderboard import check_leaderboard, index_suites, rich_tables, show, write_leaderboard
-from icl_bench.samplers import Random
+from icl_bench import Single, hookimpl
+from icl_bench.contexts.samplers import Random
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.report.leaderboard import check_leaderboard, index_suites, rich_tables, show, write_leaderboard
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 # regime -> score added to every example's base score; "contrastive" is best everywhere

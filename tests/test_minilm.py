@@ -6,8 +6,8 @@ import sys
 import numpy as np
 
 from icl_bench import Task
-from icl_bench.similarity import minilm_embed
-from icl_bench.store import Store
+from icl_bench.contexts.similarity import minilm_embed
+from icl_bench.core.store import Store
 
 SENTENCES = [
     "A man is playing a guitar on stage.",

@@ -8,9 +8,11 @@ import pytest
 from helpers import WordShuffle, error_line, run_cli
 from test_contexts_cli import fails, leaks
 
-from icl_bench import Example, paraphrase, plugins
-from icl_bench.contexts import ContextConfig, build_contexts, read_test_records
-from icl_bench.store import Store
+from icl_bench import Example
+from icl_bench.contexts.build import ContextConfig, build_contexts, read_test_records
+from icl_bench.core import plugins
+from icl_bench.core.store import Store
+from icl_bench.paraphrase import llm as paraphrase
 
 JSON_ANSWER = 'Sure!\n{"Sentence 1": ["Type a valid e-mail address.", "Please enter a valid email."]}\nDone.'
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from icl_bench import Single, hookimpl, plugins
-from icl_bench.errors import UsageError
-from icl_bench.samplers import Random
-from icl_bench.store import read_jsonl
+from icl_bench import Single, hookimpl
+from icl_bench.contexts.samplers import Random
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import read_jsonl
 
 THIRD_PARTY = textwrap.dedent(
     '''

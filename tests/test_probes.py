@@ -13,12 +13,14 @@ import torch
 from helpers import WordsTask, build_words_task, error_line, run_cli
 from safetensors.torch import load_file
 
-from icl_bench import cli, hookimpl, plugins, probes
-from icl_bench.contexts import ContextConfig, build_contexts, load_pool, read_test_records
-from icl_bench.errors import UsageError
-from icl_bench.run import SIZES, Plan, Size, Sweep
-from icl_bench.store import Store
-from icl_bench.train import SNAPSHOTS, TrainConfig, load_trained, snapshots, train
+from icl_bench import cli, hookimpl
+from icl_bench.analyses import probes
+from icl_bench.contexts.build import ContextConfig, build_contexts, load_pool, read_test_records
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import Store
+from icl_bench.sweep.sweep import SIZES, Plan, Size, Sweep
+from icl_bench.train.trainer import SNAPSHOTS, TrainConfig, load_trained, snapshots, train
 
 CONFIG = ContextConfig(max_pool=24, max_test=6)  # the smoke contexts
 N = 20

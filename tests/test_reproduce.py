@@ -10,9 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from icl_bench import cli, numerics, plans
-from icl_bench.errors import UsageError
-from icl_bench.reproduce import ClaimCheck, claims
+from icl_bench import cli
+from icl_bench.core import numerics
+from icl_bench.core.errors import UsageError
+from icl_bench.sweep import plan_file as plans
+from icl_bench.sweep.reproduce import ClaimCheck, claims
 
 
 @pytest.fixture(scope="module")

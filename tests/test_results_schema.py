@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from icl_bench.errors import UsageError
-from icl_bench.score import load_results
+from icl_bench.core.errors import UsageError
+from icl_bench.score.results import load_results
 
 SUITE = Path(__file__).parent.parent / "leaderboards" / "default" / "results"
 
@@ -93,7 +93,7 @@ def test_bins_that_are_not_the_tertiles_they_claim_are_refused(results):
 
 
 def test_without_baseline_records_c1_cannot_hold(results):
-    from icl_bench.leaderboard import board
+    from icl_bench.report.leaderboard import board
 
     (results / "synthetic-alignment" / "baselines.jsonl").unlink()
     [verdicts] = board(results).verdicts["synthetic-alignment"]

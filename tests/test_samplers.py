@@ -9,10 +9,10 @@ import pytest
 from helpers import excluded_for, max_document_frequency, reference_scores, same_ranking, top_of
 
 from icl_bench import Context, Example
-from icl_bench.errors import UsageError
-from icl_bench.paraphrase import same_input
-from icl_bench.pool import NoParaphrase, Pool
-from icl_bench.samplers import Empty, FellBack, OneNear, Paraphrase, Random, Similar
+from icl_bench.contexts.pool import NoParaphrase, Pool
+from icl_bench.contexts.samplers import Empty, FellBack, OneNear, Paraphrase, Random, Similar
+from icl_bench.core.errors import UsageError
+from icl_bench.paraphrase.llm import same_input
 
 K = 4
 ALL_SAMPLERS = (Empty(), Random(), Similar(), OneNear(top_m=1), OneNear(top_m=16), Paraphrase())

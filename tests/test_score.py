@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from icl_bench import Example, plugins
-from icl_bench.errors import UsageError
-from icl_bench.score import Cell, Record, bin_edges, bin_of, load_results, summarise
+from icl_bench import Example
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.score.results import Cell, Record, bin_edges, bin_of, load_results, summarise
 
 
 def record(regime="base", mode="random", id="t0", score=1.0, max_sim=0.5, model="m", split="test"):

@@ -8,10 +8,11 @@ import random
 import pytest
 from helpers import error_line, run_cli
 
-from icl_bench import Example, plugins
+from icl_bench import Example
 from icl_bench.cli import apply_data_dirs
-from icl_bench.errors import UsageError
-from icl_bench.store import STORE_ENV, default_root
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.tasks.semantic_parsing import MTOP_ENV, Mtop, write_fixture
 from icl_bench.tasks.text2sql.bird import BIRD_ENV
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from icl_bench import store as store_module
-from icl_bench.errors import UsageError
-from icl_bench.store import (
+from icl_bench.core import store as store_module
+from icl_bench.core.errors import UsageError
+from icl_bench.core.store import (
     MANIFEST,
     STORE_ENV,
     DamagedArtifact,
@@ -313,7 +313,7 @@ def embeddings(monkeypatch):
     """similarity's caches emptied, and a stand-in encoder that counts the texts it embeds."""
     import numpy as np
 
-    from icl_bench import similarity
+    from icl_bench.contexts import similarity
 
     monkeypatch.setattr(similarity, "_EMBEDDINGS", {})
     monkeypatch.setattr(similarity, "_KEPT", [])

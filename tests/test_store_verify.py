@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from icl_bench import cli, plugins
-from icl_bench.run import Plan, run
-from icl_bench.store import DAMAGED, MANIFEST, Store, fingerprint, write_manifest
+from icl_bench import cli
+from icl_bench.core import plugins
+from icl_bench.core.store import DAMAGED, MANIFEST, Store, fingerprint, write_manifest
+from icl_bench.sweep.sweep import Plan, run
 
 
 def contents(folder: Path) -> dict[str, bytes]:

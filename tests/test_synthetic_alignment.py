@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from icl_bench import Example
-from icl_bench.errors import UsageError
+from icl_bench.core.errors import UsageError
 from icl_bench.tasks import synthetic_alignment as sa
 
 TASK = sa.TASK

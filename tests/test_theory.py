@@ -10,9 +10,8 @@ import pytest
 import torch
 from helpers import error_line, run_cli
 
-from icl_bench import theory
-from icl_bench.errors import UsageError
-from icl_bench.theory import (
+from icl_bench.analyses import theory
+from icl_bench.analyses.theory import (
     AVERAGING,
     BAD,
     COPYING,
@@ -26,6 +25,7 @@ from icl_bench.theory import (
     MinimalModel,
     TheoryConfig,
 )
+from icl_bench.core.errors import UsageError
 
 SMALL = ("--d", "4", "--k", "2", "--steps", "20")
 

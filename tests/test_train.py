@@ -15,10 +15,10 @@ import torch
 from helpers import reverse_records
 from safetensors.torch import load_file
 
-from icl_bench.errors import UsageError
-from icl_bench.launch import launch_command, main, run_job, write_job
+from icl_bench.core.errors import UsageError
 from icl_bench.models import load, resolve_precision
-from icl_bench.train import (
+from icl_bench.train.launch import launch_command, main, run_job, write_job
+from icl_bench.train.trainer import (
     IGNORE,
     Collator,
     TrainConfig,
@@ -254,7 +254,7 @@ def test_launch_commands(tmp_path):
     job = tmp_path / "job.json"
     command = launch_command(job, num_gpus=2, master_port=29511)
     assert os.path.basename(command[0]) == "deepspeed"
-    tail = ["icl_bench.launch", "--job", str(job)]
+    tail = ["icl_bench.train.launch", "--job", str(job)]
     assert command[1:] == ["--num_gpus", "2", "--master_port", "29511", "--module", *tail]
     hostfile = tmp_path / "hostfile"
     hostfile.write_text("worker-0 slots=8\nworker-1 slots=8\n")
@@ -284,7 +284,7 @@ def test_a_failed_job_is_one_line(tiny, records, tmp_path, monkeypatch, capsys):
         assert command[-2:] == ["--job", str(job)]
         return subprocess.CompletedProcess(command, main(command[-2:]))
 
-    monkeypatch.setattr("icl_bench.launch.subprocess.run", launcher)
+    monkeypatch.setattr("icl_bench.train.launch.subprocess.run", launcher)
     with pytest.raises(UsageError, match=r"^unknown model 'no-such-model'"):
         run_job(job, num_gpus=2)
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from helpers import error_line, run_cli
 
-from icl_bench import Example, plugins
-from icl_bench.errors import UsageError
-from icl_bench.hub import DATASETS_ENV
-from icl_bench.store import STORE_ENV, default_root
+from icl_bench import Example
+from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.hub import DATASETS_ENV
+from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.tasks import catalogues
 from icl_bench.tasks.translation import HubTranslation, Translation
 
@@ -205,7 +206,7 @@ def test_a_hub_task_fails_before_any_work(tmp_path):
 
 
 def test_the_test_cap_is_divided_over_the_test_splits():
-    from icl_bench.contexts import ContextConfig, test_examples
+    from icl_bench.contexts.build import ContextConfig, test_examples
 
     task = plugins.tasks["mt-django-en-lt"]
     capped = ContextConfig(max_test=60)

@@ -7,10 +7,12 @@ import tarfile
 
 import pytest
 
-from icl_bench import Example, packages, plugins, synonyms, wordnet
-from icl_bench.errors import UsageError
-from icl_bench.packages import fetch
-from icl_bench.store import Store
+from icl_bench import Example
+from icl_bench.core import packages, plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.packages import fetch
+from icl_bench.core.store import Store
+from icl_bench.paraphrase import synonyms, wordnet
 
 
 @pytest.fixture(scope="session")

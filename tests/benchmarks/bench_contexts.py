@@ -25,8 +25,8 @@ from rich.console import Console
 from rich.table import Table
 
 from icl_bench import Example, Task
-from icl_bench.pool import Pool
-from icl_bench.samplers import Similar
+from icl_bench.contexts.pool import Pool
+from icl_bench.contexts.samplers import Similar
 
 K1, B = 1.5, 0.75
 GOAL = 50.0

@@ -27,10 +27,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench import claims
-from icl_bench.claims import Comparison, Term
-from icl_bench.leaderboard import metric_scale
-from icl_bench.score import load_results
+from icl_bench.report.leaderboard import metric_scale
+from icl_bench.score import claims
+from icl_bench.score.claims import Comparison, Term
+from icl_bench.score.results import load_results
 
 WALL_S, RSS_GIB, HALF_WIDTH = 20 * 60, 6.0, 0.05
 

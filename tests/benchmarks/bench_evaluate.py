@@ -20,12 +20,12 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench import plugins
-from icl_bench.contexts import ContextConfig, load_pool, mode_records
-from icl_bench.evaluate import evaluate
+from icl_bench.contexts.build import ContextConfig, load_pool, mode_records
+from icl_bench.contexts.modes import MODES
+from icl_bench.core import plugins
+from icl_bench.core.store import Store
+from icl_bench.evaluate.runner import evaluate
 from icl_bench.models import load, materialize, resolve
-from icl_bench.modes import MODES
-from icl_bench.store import Store
 
 
 def one_at_a_time(

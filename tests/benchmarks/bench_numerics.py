@@ -25,7 +25,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench.numerics import PROFILES, VARIABLES
+from icl_bench.core.numerics import PROFILES, VARIABLES
 
 PORTABLE = PROFILES["portable"]
 VARIANTS: dict[str, dict[str, str]] = {

@@ -21,13 +21,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench import plugins
-from icl_bench.contexts import ContextConfig, build_contexts, load_pool, mode_records
-from icl_bench.evaluate import evaluate
+from icl_bench.contexts.build import ContextConfig, build_contexts, load_pool, mode_records
+from icl_bench.contexts.modes import MODES
+from icl_bench.core import plugins
+from icl_bench.core.store import Store
+from icl_bench.evaluate.runner import evaluate
 from icl_bench.models import load, materialize, native_bf16, resolve
-from icl_bench.modes import MODES
-from icl_bench.store import Store
-from icl_bench.train import LOG, TrainConfig, train
+from icl_bench.train.trainer import LOG, TrainConfig, train
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -25,11 +25,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench import plugins
-from icl_bench.contexts import ContextConfig, build_contexts
+from icl_bench.contexts.build import ContextConfig, build_contexts
+from icl_bench.core import plugins
+from icl_bench.core.store import Store
 from icl_bench.models import load, materialize, resolve
-from icl_bench.store import Store
-from icl_bench.train import LOG, Collator, TrainConfig, causal_lm_loss, encode, train
+from icl_bench.train.trainer import LOG, Collator, TrainConfig, causal_lm_loss, encode, train
 
 
 def step_seconds(model, batch: dict, loss, steps: int) -> float:

@@ -1,0 +1,380 @@
+"""`icl-bench run`: contexts -> train each regime -> evaluate base + trained models -> leaderboard.
+
+Every stage result is a store artifact keyed by its inputs, so an interrupted sweep resumes where it
+stopped and an unchanged sweep recomputes nothing.  A failing training run is recorded and the sweep
+goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from icl_bench import models
+from icl_bench.contexts.build import (
+    ContextConfig,
+    ContextSet,
+    build_contexts,
+    check_paraphrasers,
+    read_test_records,
+)
+from icl_bench.core import environment, numerics, plugins
+from icl_bench.core.errors import UsageError
+from icl_bench.core.progress import console
+from icl_bench.core.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
+from icl_bench.core.types import BASELINE_FILE, Regime, Task
+from icl_bench.evaluate.export import metric_names
+from icl_bench.paraphrase import llm as paraphrase
+from icl_bench.sweep.plan_file import plan_record, write_plan
+from icl_bench.train.trainer import LOG, TrainConfig, TrainingDiverged
+
+EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
+MAIN_REGIMES = ("zero", "random", "similar", "contrastive")
+SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
+
+
+@dataclass(frozen=True)
+class Size:
+    """A preset of data caps and training length; `probe_examples`: how many test examples the probe
+    stage uses (`icl_bench.analyses.probes`).  `snapshot_steps` gives ~5 snapshots per regime: default 400
+    instances (200 pool examples x 2 contexts) / batch 4 = 100 steps, every 20; smoke 4 steps, every 2;
+    paper every 100 (500 steps on synthetic-alignment's 200 x 5 epochs; a 50,000-pair MT pool makes far
+    more).  The default is sized to show the phenomenon within 20 min on 2 CPU cores (issue 11's
+    criteria, `tests/benchmarks/bench_default.py`): LoRA on attention and MLP, no LoRA dropout, learning
+    rate 3e-3 after a 10% warm-up, 90 test examples."""
+
+    contexts: ContextConfig
+    train: TrainConfig
+    probe_examples: int = 40
+
+
+SIZES = {
+    "smoke": Size(
+        ContextConfig(max_pool=24, max_test=6), TrainConfig(max_steps=4, save_steps=2, snapshot_steps=2), 6
+    ),
+    "default": Size(
+        ContextConfig(max_pool=200, max_test=90, epochs=2),
+        TrainConfig(
+            adapt="attention+mlp",
+            lora_dropout=0.0,
+            learning_rate=3e-3,
+            warmup_ratio=0.1,
+            batch_size=4,
+            snapshot_steps=20,
+        ),
+        40,
+    ),
+    "paper": Size(ContextConfig(epochs=5), TrainConfig(snapshot_steps=100), 100),
+}
+
+
+def size_of(name: str) -> Size:
+    if name not in SIZES:
+        raise UsageError(f"unknown size {name!r}; known sizes: {', '.join(SIZES)}")
+    return SIZES[name]
+
+
+@dataclass(frozen=True)
+class Plan:
+    models: Sequence[str] = ("smollm2-135m",)
+    tasks: Sequence[str] = ("synthetic-alignment",)
+    regimes: Sequence[Regime] = field(default_factory=tuple)
+    size: str = "default"
+    seed: int = 0
+    k: int = 4
+    out: Path = Path("leaderboards/default")
+    launcher: str = "none"
+    num_gpus: int | None = None
+    hostfile: Path | None = None
+    batch_size: int = 16
+    learning_rate: float | None = None  # overrides the size preset's
+    max_test: int | None = None  # overrides the size preset's test examples per split
+    max_pool: int | None = None  # ... its pool examples
+    epochs: int | None = None  # ... its training contexts per pool example
+    paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
+    paraphrase_model: str = paraphrase.DEFAULT_MODEL
+    metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
+    precision: str = "auto"  # fp32, bf16, or auto: bf16 on a bf16 GPU, else fp32
+    command: tuple[str, ...] = ()  # the `icl-bench` arguments that made it (none: the Python API)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One unit of a sweep: a model on a task, untrained (`regime` None, the base) or trained."""
+
+    task: Task
+    model: models.ModelSpec
+    reference: str
+    regime: Regime | None
+    contexts: ContextSet
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.name} / {self.task.name} / {self.regime.name if self.regime else 'base'}"
+
+
+def run(plan: Plan, store: Store) -> list[str]:
+    """Execute the plan; return the failures (one line each).  The leaderboard is rewritten at the end."""
+    from icl_bench.report.leaderboard import index_suites, write_leaderboard
+
+    sweep = Sweep(plan, store)
+    write_plan(plan.out, plan_record(plan, sweep))
+    sweep.baselines()
+    failures = sweep.each(
+        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
+    )
+    write_leaderboard(sweep.results, plan.out)
+    if plan.out.parent.name == SUITES_ROOT:  # a suite among suites: refresh their index
+        index_suites(plan.out.parent)
+    (plan.out / "failures.json").unlink(missing_ok=True)
+    if failures:
+        write_json(plan.out / "failures.json", failures)
+    return failures
+
+
+def train_stage(plan: Plan, store: Store) -> tuple[list[Path], list[str]]:
+    """`icl-bench train`: train every (model, task, regime) of the plan, under the keys `run` uses;
+    return the trained folders and the failures."""
+    sweep, trained = Sweep(plan, store), []
+    failures = sweep.each(lambda setting, _: trained.append(sweep.train(setting)), base=False)
+    return trained, failures
+
+
+def evaluate_stage(plan: Plan, store: Store) -> list[str]:
+    """`icl-bench evaluate`: evaluate the base and every trained model of the plan and write their
+    results into the suite; a regime that was not trained yet is an error before any evaluation."""
+    sweep = Sweep(plan, store)
+    untrained = []
+    sweep.each(lambda s, _: sweep.trained(s) or untrained.append(s.label), base=False, quiet=True)
+    if untrained:
+        raise UsageError(
+            f"not trained yet: {', '.join(untrained)}; run `icl-bench train` with the same options first"
+        )
+    sweep.baselines()
+    return sweep.each(
+        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
+    )
+
+
+def baselines_stage(plan: Plan, store: Store) -> list[Path]:
+    """`icl-bench baselines`: score the trivial baselines on the plan's test contexts into the suite's
+    results (no model, no training); return the files written."""
+    return Sweep(plan, store).baselines()
+
+
+def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str | None) -> None:
+    """Bin edges are fixed per task from the contexts alone, before any model is scored."""
+    from icl_bench.score.results import bin_edges
+
+    method = "fixed" if task.similarity_bins else "tertiles"
+    edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
+    bins = {"task": task.name, "metric": metric or task.metric, "method": method, "edges": list(edges)}
+    write_json(folder / "bins.json", {**bins, "records": planned_records(test_records)})
+
+
+def planned_records(test_records: list[dict]) -> dict[str, dict[str, list[str]]]:
+    """split -> mode -> the test ids the contexts hold: every model's results must have exactly these."""
+    planned: dict[str, dict[str, list[str]]] = {}
+    for r in sorted(test_records, key=lambda r: (r["split"], r["mode"], r["id"])):
+        planned.setdefault(r["split"], {}).setdefault(r["mode"], []).append(r["id"])
+    return planned
+
+
+class Sweep:
+    """Trains and evaluates settings through the store: each result is built once, then reused.
+
+    Constructing one checks everything that can be checked before hours of work: the size, every task
+    (registered, its data loadable) and every model (resolved and reachable).
+    """
+
+    def __init__(self, plan: Plan, store: Store):
+        size = size_of(plan.size)
+        self.plan, self.store, self.results = plan, store, plan.out / "results"
+        overrides = {"max_test": plan.max_test, "max_pool": plan.max_pool, "epochs": plan.epochs}
+        self.contexts_config = replace(
+            size.contexts,
+            **{name: value for name, value in overrides.items() if value is not None},
+            k=plan.k,
+            seed=plan.seed,
+            paraphraser=plan.paraphraser,
+            paraphrase_model=plan.paraphrase_model,
+        )
+        if plan.paraphraser:
+            plugins.paraphrasers[plan.paraphraser]  # an unknown name fails now, listing the known ones
+        self.precision = models.resolve_precision(plan.precision)
+        self.train_config = replace(size.train, seed=plan.seed, precision=self.precision)
+        if plan.learning_rate is not None:
+            self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
+        self.specs = [models.resolve(name) for name in plan.models]
+        self.tasks = [plugins.tasks[name] for name in plan.tasks]
+        for task in self.tasks:  # data or a metric that cannot be had fails now, not after hours
+            task.check()
+            for name in metric_names(task, plan.metric):
+                plugins.metrics[name].check(store)
+            check_paraphrasers(task, plan.regimes)  # what each task's contexts need, before any task's
+            if plan.paraphraser and not task.paraphraser:
+                raise UsageError(f"task {task.name!r} has no paraphrase mode; drop --paraphraser for it")
+            pool = len(task.load(task.pool_split)[: self.contexts_config.max_pool])
+            if pool <= plan.k:
+                raise UsageError(
+                    f"k={plan.k} needs more than {pool} pool examples in task {task.name!r}; lower --k"
+                )
+        # Resolve every model first, so an unreachable one fails before any training starts.
+        self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
+
+    def each(
+        self, work: Callable[[Setting, list[dict]], object], *, base: bool = True, quiet: bool = False
+    ) -> list[str]:
+        """Call `work(setting, test records)` for every setting (the base first when `base`); a failing
+        training run is recorded as one line and the sweep goes on.  Returns those lines."""
+        regimes: tuple[Regime | None, ...] = ((None,) if base else ()) + tuple(self.plan.regimes)
+        total, done, failures = len(self.tasks) * len(self.specs) * len(regimes), 0, []
+        for task in self.tasks:
+            contexts = build_contexts(task, self.plan.regimes, self.contexts_config, self.store)
+            test_records = read_test_records(contexts.test, task)
+            for spec in self.specs:
+                for regime in regimes:
+                    done += 1
+                    setting = Setting(task, spec, self.references[spec.name], regime, contexts)
+                    if not quiet:
+                        console.print(f"[dim][{done}/{total}][/] {setting.label}")
+                    try:
+                        work(setting, test_records)
+                    except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
+                        failures.append(f"{setting.label}: {error}")
+        return failures
+
+    def baselines(self) -> list[Path]:
+        """Score every task's trivial baselines on its test contexts (`icl_bench.score.baselines`) into
+        <results>/<task>/baselines.jsonl, before any model: they need only the pool and the contexts."""
+        from icl_bench.score.baselines import baseline_records, check_metric, suite_sims
+
+        written = []
+        for task in self.tasks:
+            contexts = build_contexts(task, (), self.contexts_config, self.store)
+            test_records = read_test_records(contexts.test, task)
+            pool = task.load(task.pool_split)[: self.contexts_config.max_pool]
+            folder = self.results / task.name
+            sims = suite_sims(folder, test_records)
+            check_metric(folder, self.plan.metric or task.metric)
+            if sims is None or not (folder / "bins.json").is_file():
+                _write_bins(task, test_records, folder, self.plan.metric)
+            else:  # beside a suite's models: their max_sim and bins, to the last digit; the plan's records
+                bins = json.loads((folder / "bins.json").read_text(encoding="utf-8"))
+                write_json(folder / "bins.json", {**bins, "records": planned_records(test_records)})
+                test_records = [
+                    {**r, "max_sim": sims[(r["split"], r["mode"], r["id"])]} for r in test_records
+                ]
+            write_jsonl(folder / BASELINE_FILE, baseline_records(task, test_records, pool, self.plan.metric))
+            written.append(folder / BASELINE_FILE)
+        return written
+
+    def record(self, setting: Setting, test_records: list[dict], evaluated: tuple[list[dict], dict]) -> None:
+        """Write a setting's per-sample results, its task's bins and the environments that made them."""
+        samples, environments = evaluated
+        folder = self.results / setting.task.name
+        _write_bins(setting.task, test_records, folder, self.plan.metric)
+        label = setting.regime.name if setting.regime else "base"
+        model_folder = folder / models.folder_name(setting.model.name)
+        write_jsonl(model_folder / f"{label}.jsonl", samples)
+        recorded = model_folder / environment.FILE
+        known = json.loads(recorded.read_text()) if recorded.is_file() else {}
+        write_json(recorded, {**known, label: environments})
+
+    def evaluate(self, setting: Setting, test_records: list[dict]) -> tuple[list[dict], dict]:
+        """Per-sample results of the setting under every test mode (training it first if needed), and
+        the environments it was trained and evaluated in."""
+        from icl_bench.evaluate.runner import evaluate
+        from icl_bench.train.trainer import load_trained
+
+        trained = self.train(setting) if setting.regime else None
+        inputs = {
+            "model": models.identity(setting.model, setting.reference),
+            "task": setting.task.name,
+            "contexts": fingerprint([setting.contexts.test]),  # their content, not their folder's name
+            "version": EVAL_VERSION,
+            "trained": trained.name if trained else None,
+            "batch_size": self.plan.batch_size,
+            "precision": self.precision,
+            "numerics": numerics.key(),
+            **({"metric": self.plan.metric} if self.plan.metric else {}),
+        }
+        if not self.store.has("evaluate", inputs):
+            console.print(f"[bold]evaluate[/] {setting.label}")
+            reference, precision = setting.reference, self.precision
+            loaded = (
+                load_trained(reference, trained, precision) if trained else models.load(reference, precision)
+            )
+            regime = setting.regime.name if setting.regime else "base"
+            samples = evaluate(
+                *loaded,
+                setting.task,
+                test_records,
+                model_name=setting.model.name,
+                regime=regime,
+                batch_size=self.plan.batch_size,
+                metric=self.plan.metric,
+            )
+            with self.store.writing("evaluate", inputs) as folder:
+                write_jsonl(folder / "samples.jsonl", samples)
+                write_json(folder / environment.FILE, environment.capture(self.precision))
+        folder = self.store.folder("evaluate", inputs)
+        environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
+        environments["evaluate"] = _recorded(folder / environment.FILE)
+        return read_jsonl(folder / "samples.jsonl"), environments
+
+    def train_inputs(self, setting: Setting) -> dict:
+        regime = setting.regime
+        assert regime is not None
+        return {
+            "model": models.identity(setting.model, setting.reference),
+            "contexts": setting.contexts.train[regime.name].name,
+            "regime": regime.name,
+            "params": regime.params(),
+            "config": self.train_config.key(),
+        }
+
+    def trained(self, setting: Setting) -> Path | None:
+        """The trained model's folder if it exists in the store."""
+        inputs = self.train_inputs(setting)
+        return self.store.folder("train", inputs) if self.store.has("train", inputs) else None
+
+    def train(self, setting: Setting) -> Path:
+        """The trained model for (model, task data, regime and parameters, hyper-parameters, seed)."""
+        from icl_bench.train.launch import run_job, write_job
+        from icl_bench.train.trainer import train
+
+        inputs, config, plan = self.train_inputs(setting), self.train_config, self.plan
+        if self.store.has("train", inputs):
+            return self.store.folder("train", inputs)
+        assert setting.regime is not None
+        checkpoints = self.store.folder("checkpoints", inputs)  # kept across interruptions: training resumes
+        console.print(f"[bold]train[/] {setting.label}")
+        records = setting.contexts.training_records(setting.regime.name)
+        with self.store.writing("train", inputs) as output:
+            if plan.launcher == "none":
+                train(setting.reference, setting.model, records, config, output, checkpoints)
+            else:
+                job = write_job(
+                    checkpoints / "job",
+                    reference=setting.reference,
+                    model=setting.model.name,
+                    records=records,
+                    config=config,
+                    output=output,
+                    checkpoints=checkpoints,
+                )
+                run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
+        shutil.rmtree(checkpoints, ignore_errors=True)
+        return self.store.folder("train", inputs)
+
+
+def _recorded(path: Path, key: str | None = None) -> dict | None:
+    """The environment in a JSON file (under `key`), or None for an artifact made before records."""
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data.get(key) if key else data
