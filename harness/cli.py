@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.core.types import Regime
-from icl_bench.core.validate import check_writable, is_number, names_in
+from icl_bench.core.validate import check_writable, names_in
 from icl_bench.models import PRECISIONS
 
 if TYPE_CHECKING:
@@ -61,118 +59,13 @@ def store_of(args: argparse.Namespace, tasks: list[str] | None = None) -> Store:
     """--store checked writable (not created: its stages create it when they write) and made the
     process's store; --data-dir applied to `tasks`."""
     from icl_bench.core.store import STORE_ENV, Store
+    from icl_bench.sweep.plan import apply_data_dirs
 
     store = Store(args.store)
     check_writable(store.root, f"--store (or ${STORE_ENV})")
     store.activate()
     apply_data_dirs(getattr(args, "data_dir", None) or [], tasks or [])
     return store
-
-
-def apply_data_dirs(settings: list[str], tasks: list[str]) -> None:
-    """`--data-dir [TASK=]DIR`: set the data variable of TASK (bare DIR: of every task in `tasks` that
-    reads a local folder) to DIR, which must exist."""
-    readers = [t for t in tasks if plugins.tasks[t].data_env]
-    for setting in settings:
-        name, _, folder = setting.partition("=")
-        if not folder or name not in plugins.tasks:  # a bare DIR (which may hold "=")
-            name, folder = "", setting
-        if (name and name not in readers) or not readers:
-            raise UsageError(
-                f"--data-dir {setting!r}: {name or 'no task'} of this command reads a local folder; "
-                f"those that do: {', '.join(readers) or 'none of ' + ', '.join(tasks)}"
-            )
-        if not Path(folder).is_dir():
-            raise UsageError(f"--data-dir {setting!r}: folder {folder} does not exist")
-        for task in [name] if name else readers:
-            os.environ[plugins.tasks[task].data_env] = str(Path(folder).resolve())  # type: ignore[index]
-
-
-def parse_setting(
-    setting: str, current: object, value: str, optional: bool = False
-) -> bool | int | float | None:
-    """A --set value typed like the field's current value: bool, int, or a finite float (null too for an
-    `optional` field, one whose default is None); an int given for a float field becomes a float, so
-    `p_paraphrase=0` and `=0.0` are the same regime (and store key)."""
-    if not (current is None or isinstance(current, (bool, int, float))):
-        raise UsageError(f"--set {setting!r}: that field is not a number or boolean and cannot be set here")
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    if isinstance(parsed, float) and not math.isfinite(parsed):  # NaN, Infinity, -Infinity, 1e999
-        raise UsageError(f"--set {setting!r}: {value} is not a finite number; pass a finite value")
-    if isinstance(current, bool):
-        ok = isinstance(parsed, bool)
-    elif isinstance(current, int):
-        ok = isinstance(parsed, int) and not isinstance(parsed, bool)
-    else:
-        ok = (parsed is None and optional) or is_number(parsed)
-    if not ok:
-        kind = (
-            "true/false"
-            if isinstance(current, bool)
-            else type(current).__name__
-            if current is not None
-            else "number"
-        )
-        nullable = " (or null)" if optional and not isinstance(current, (bool, int)) else ""
-        raise UsageError(f"--set {setting!r}: {value!r} is not a valid {kind}{nullable}")
-    return float(parsed) if isinstance(parsed, int) and not isinstance(current, (bool, int)) else parsed
-
-
-def check_setting(setting: str, field: str, value: object) -> None:
-    """The ranges of regime fields: a probability (`p_*`) in [0, 1]; `min_mean_sim`, a threshold on a
-    mean cosine similarity (records are kept when above it), in [-1, 1)."""
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if field.startswith("p_") and not 0 <= value <= 1:
-        raise UsageError(f"--set {setting!r}: {field}={value} is not a probability; pass a value in [0, 1]")
-    if field == "min_mean_sim" and not -1 <= value < 1:
-        raise UsageError(
-            f"--set {setting!r}: min_mean_sim is a threshold on a mean cosine similarity; "
-            "pass a value in [-1, 1), or null for no filter"
-        )
-
-
-def has_context(regime: Regime) -> bool:
-    """Whether some instance of `regime` has context examples (a mean sim_x to filter on)."""
-    from icl_bench.contexts.samplers import Empty
-
-    return any(prob > 0 and not isinstance(sampler, Empty) for prob, sampler in regime.components())
-
-
-def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
-    """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`;
-    every value checked here, before any work."""
-    chosen = list(plugins.regimes) if spec == "all" else names_in("--regimes", spec, "regimes")
-    regimes = {name: plugins.regimes[name] for name in chosen}
-    filtered: dict[str, str] = {}  # regime -> the --set of its min_mean_sim
-    for setting in settings:
-        target, _, value = setting.partition("=")
-        name, _, field = target.rpartition(".")
-        if not (name and field and value):
-            raise UsageError(f"--set {setting!r} is malformed; write --set REGIME.FIELD=VALUE")
-        if name not in regimes:
-            raise UsageError(f"--set {setting!r} names regime {name!r}, which is not selected by --regimes")
-        regime = regimes[name]
-        known = {f.name: f for f in dataclasses.fields(regime) if f.name not in ("name", "description")}
-        if field not in known:
-            raise UsageError(
-                f"--set {setting!r}: regime {name!r} has no field {field!r}; fields: {', '.join(known)}"
-            )
-        parsed = parse_setting(setting, getattr(regime, field), value, known[field].default is None)
-        check_setting(setting, field, parsed)
-        regimes[name] = dataclasses.replace(regime, **{field: parsed})
-        if field == "min_mean_sim":
-            filtered[name] = setting
-    for name, setting in filtered.items():
-        if regimes[name].min_mean_sim is not None and not has_context(regimes[name]):
-            raise UsageError(
-                f"--set {setting!r}: regime {name!r} trains without context examples, so min_mean_sim "
-                "would drop every training instance; set it on a regime with contexts (e.g. similar)"
-            )
-    return list(regimes.values())
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -195,6 +88,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_contexts(args: argparse.Namespace) -> None:
     from icl_bench.contexts.build import ContextConfig, build_contexts, write_contexts
     from icl_bench.core.progress import console
+    from icl_bench.sweep.plan import resolve_regimes
 
     task = plugins.tasks[args.task]
     regimes = resolve_regimes(args.regimes, args.set)
@@ -220,7 +114,7 @@ def cmd_contexts(args: argparse.Namespace) -> None:
 def cmd_paraphrase(args: argparse.Namespace) -> None:
     from icl_bench.contexts.build import paraphrase_targets, paraphraser_for
     from icl_bench.paraphrase.llm import LLM, Report, survey
-    from icl_bench.sweep.sweep import size_of
+    from icl_bench.sweep.plan import size_of
 
     task = plugins.tasks[args.task]
     name = args.paraphraser or task.paraphraser
@@ -242,8 +136,9 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
 def plan_of(args: argparse.Namespace):
     """The sweep the options describe, with --store and --out checked writable (neither created) before
     any work."""
+    from icl_bench.core.names import MAIN_REGIMES
     from icl_bench.core.progress import quiet_libraries
-    from icl_bench.sweep.sweep import MAIN_REGIMES, Plan
+    from icl_bench.sweep.plan import Plan, resolve_regimes
 
     quiet_libraries()
     if args.hostfile and not Path(args.hostfile).is_file():
@@ -312,7 +207,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_probe(args: argparse.Namespace) -> None:
     from icl_bench.analyses import probes
     from icl_bench.core.progress import console
-    from icl_bench.sweep.plan_file import add_stage
+    from icl_bench.sweep.record import add_stage
 
     plan, store = plan_of(args)
     probes.show(probes.probe_stage(plan, store, args.max_probe))
@@ -389,7 +284,7 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     import tempfile
 
     from icl_bench.core.progress import console, out
-    from icl_bench.sweep.plan_file import command_line, lock_sha256, read_plan
+    from icl_bench.sweep.record import command_line, lock_sha256, read_plan
     from icl_bench.sweep.reproduce import compare, summary_rows
 
     suite = Path(args.suite)
@@ -749,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.argv = tuple(sys.argv[1:] if argv is None else argv)
         profile = getattr(args, "numerics", None)
         if args.command == "reproduce" and profile is None:
-            from icl_bench.sweep.plan_file import read_plan
+            from icl_bench.sweep.record import read_plan
 
             profile = read_plan(Path(args.suite))["numerics"]["profile"]
         if profile:  # before anything loads torch

@@ -8,10 +8,13 @@ stage (and lm-eval, and DeepSpeed worker processes) loads them with `from_pretra
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
+import sys
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -315,3 +318,46 @@ def identity(spec: ModelSpec, reference: str) -> str:
     """What artifact keys record for a model: its build recipe when built, else its hub id / path."""
     built = spec.build is not None and reference not in (spec.source, "")
     return f"{spec.name}@{spec.build_id}" if built else reference
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence lm-eval while it runs: its logger, its tqdm bars and child processes (its `git describe`)."""
+    logger = logging.getLogger("lm_eval")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        logger.setLevel(level)
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 16,
+    stop: Sequence[str] = (),
+) -> list[str]:
+    """Greedy continuations of `prompts` through lm-eval's HFLM (batched by length, left-padded), each
+    cut at the first of `stop` or the end-of-sequence token."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    with quiet():
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    until = [*stop, tokenizer.eos_token or "</s>"]
+    options = {"until": until, "max_gen_toks": max_new_tokens, "do_sample": False}
+    requests = [
+        Instance("generate_until", doc={}, arguments=(text, options), idx=i) for i, text in enumerate(prompts)
+    ]
+    with quiet():
+        return lm.generate_until(requests, disable_tqdm=True)

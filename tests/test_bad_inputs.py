@@ -15,6 +15,7 @@ from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.validate import Rows, check_writable, names_in
 from icl_bench.report.leaderboard import read_environments
+from icl_bench.sweep.plan import resolve_regimes
 
 SWEEP = ("--models", "tiny", "--size", "smoke")
 WITH_OUT = {"run", "evaluate", "probe", "analyze", "leaderboard"}
@@ -191,11 +192,11 @@ def test_names_in_is_the_one_list_check():
 
 
 def test_set_values_are_typed_and_an_int_probability_is_a_float():
-    (regime,) = cli.resolve_regimes("contrastive", ["contrastive.p_paraphrase=0"])
+    (regime,) = resolve_regimes("contrastive", ["contrastive.p_paraphrase=0"])
     assert regime.p_paraphrase == 0.0 and isinstance(regime.p_paraphrase, float)
-    (similar,) = cli.resolve_regimes("similar", ["similar.min_mean_sim=0.4", "similar.min_mean_sim=null"])
+    (similar,) = resolve_regimes("similar", ["similar.min_mean_sim=0.4", "similar.min_mean_sim=null"])
     assert similar.min_mean_sim is None  # an optional field takes null back
-    (similar,) = cli.resolve_regimes("similar", ["similar.min_mean_sim=-1"])
+    (similar,) = resolve_regimes("similar", ["similar.min_mean_sim=-1"])
     assert similar.min_mean_sim == -1.0
 
 

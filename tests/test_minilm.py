@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 from icl_bench import Task
-from icl_bench.contexts.similarity import minilm_embed
+from icl_bench.core.embeddings import minilm_embed
 from icl_bench.core.store import Store
 
 SENTENCES = [

@@ -19,7 +19,8 @@ from icl_bench.contexts.build import ContextConfig, build_contexts, load_pool, r
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.store import Store
-from icl_bench.sweep.sweep import SIZES, Plan, Size, Sweep
+from icl_bench.sweep.plan import SIZES, Plan, Size
+from icl_bench.sweep.sweep import Sweep
 from icl_bench.train.trainer import SNAPSHOTS, TrainConfig, load_trained, snapshots, train
 
 CONFIG = ContextConfig(max_pool=24, max_test=6)  # the smoke contexts

@@ -9,7 +9,6 @@ import pytest
 from helpers import excluded_for, reference_scores, same_ranking, top_of
 
 from icl_bench import Single
-from icl_bench.cli import resolve_regimes
 from icl_bench.contexts import build as contexts
 from icl_bench.contexts.build import ContextConfig, training_set
 from icl_bench.contexts.modes import MODES
@@ -17,6 +16,7 @@ from icl_bench.contexts.samplers import Empty, Paraphrase, Random, Similar
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.types import Regime
+from icl_bench.sweep.plan import resolve_regimes
 
 K = 4
 MANY = ContextConfig(k=K, seed=5, epochs=14)  # 302 pool examples x 14 epochs = 4228 instances

@@ -13,7 +13,7 @@ import pytest
 from icl_bench import cli
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
-from icl_bench.sweep import plan_file as plans
+from icl_bench.sweep import record as plans
 from icl_bench.sweep.reproduce import ClaimCheck, claims
 
 

@@ -13,7 +13,8 @@ from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.store import Store
 from icl_bench.models import resolve_precision
-from icl_bench.sweep.sweep import Plan, run
+from icl_bench.sweep.plan import Plan
+from icl_bench.sweep.sweep import run
 from icl_bench.train.trainer import snapshots
 
 
@@ -197,7 +198,8 @@ def test_run_trains_under_the_deepspeed_launcher(tmp_path):
 
 
 def test_size_overrides_reach_the_contexts_and_keep_the_rest_of_the_preset(tmp_path):
-    from icl_bench.sweep.sweep import SIZES, Sweep
+    from icl_bench.sweep.plan import SIZES
+    from icl_bench.sweep.sweep import Sweep
 
     options = ["--max-test", "3", "--max-pool", "9", "--epochs", "2", "--store", str(tmp_path / "store")]
     args = cli.build_parser().parse_args(["run", "--models", "tiny", "--size", "smoke", *options])

@@ -9,10 +9,10 @@ import pytest
 from helpers import error_line, run_cli
 
 from icl_bench import Example
-from icl_bench.cli import apply_data_dirs
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.store import STORE_ENV, default_root
+from icl_bench.sweep.plan import apply_data_dirs
 from icl_bench.tasks.semantic_parsing import MTOP_ENV, Mtop, write_fixture
 from icl_bench.tasks.text2sql.bird import BIRD_ENV
 

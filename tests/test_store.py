@@ -313,7 +313,7 @@ def embeddings(monkeypatch):
     """similarity's caches emptied, and a stand-in encoder that counts the texts it embeds."""
     import numpy as np
 
-    from icl_bench.contexts import similarity
+    from icl_bench.core import embeddings as similarity
 
     monkeypatch.setattr(similarity, "_EMBEDDINGS", {})
     monkeypatch.setattr(similarity, "_KEPT", [])

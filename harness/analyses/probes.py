@@ -66,9 +66,10 @@ from icl_bench.contexts.build import (
 )
 from icl_bench.contexts.modes import MODES
 from icl_bench.contexts.pool import NoParaphrase, Pool
-from icl_bench.contexts.similarity import MINILM, keep_embeddings
 from icl_bench.core import numerics, plugins
+from icl_bench.core.embeddings import MINILM, keep_embeddings
 from icl_bench.core.errors import UsageError
+from icl_bench.core.names import BASE
 from icl_bench.core.progress import console
 from icl_bench.core.store import Store, read_jsonl, write_atomic, write_jsonl
 from icl_bench.core.types import Example, Task
@@ -76,13 +77,12 @@ from icl_bench.score import claims
 from icl_bench.score.results import cell
 
 if TYPE_CHECKING:
-    from icl_bench.sweep.sweep import Plan
+    from icl_bench.sweep.plan import Plan
 
 VERSION = 1
 PROBES = ("iwl", "icl", "copy")
 LABELS = {"iwl": "IWL", "icl": "ICL", "copy": "copy"}
 PROMPTS = ("random", "empty", "paraphrase", "deranged")
-BASE = "base"
 FILES = ("probes.md", "probes.json", "probes.png")
 DIGITS = 6  # decimals kept in the json
 DECIMALS = 3  # shown in tables
@@ -296,7 +296,7 @@ def predict(
     model, tokenizer, task: Task, items: Sequence[ProbeItem], batch_size: int
 ) -> dict[str, list[str]]:
     """A real model's predictions under every probe context, in one batched generation."""
-    from icl_bench.evaluate.runner import generate
+    from icl_bench.models import generate
 
     prompts = [item.prompts[name] for name in PROMPTS for item in items]
     outputs = generate(
@@ -432,7 +432,8 @@ def probe_stage(
     A regime that is not trained is an error before any work (`skip_untrained`: left out, as after a
     sweep whose training failed), so is one trained without snapshots or a task without a paraphraser.
     """
-    from icl_bench.sweep.sweep import Setting, Sweep, size_of
+    from icl_bench.sweep.plan import size_of
+    from icl_bench.sweep.sweep import Setting, Sweep
     from icl_bench.train.trainer import snapshots
 
     n = examples or size_of(plan.size).probe_examples

@@ -27,8 +27,8 @@ import numpy as np
 from icl_bench.contexts.modes import MODES
 from icl_bench.contexts.pool import NoParaphrase, Pool
 from icl_bench.contexts.samplers import FellBack, Paraphrase
-from icl_bench.contexts.similarity import MINILM, keep_embeddings
 from icl_bench.core import plugins
+from icl_bench.core.embeddings import MINILM, keep_embeddings
 from icl_bench.core.errors import UsageError
 from icl_bench.core.progress import console, track
 from icl_bench.core.store import Store, digest, fingerprint, read_jsonl, reading, write_json, write_jsonl

@@ -6,12 +6,11 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from icl_bench.contexts.pool import Pool
     from icl_bench.core.store import Store
 
 
@@ -79,7 +78,7 @@ class Task(ABC):
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-norm sentence embeddings of inputs (rows); sim_x is their dot product."""
-        from icl_bench.contexts.similarity import minilm_embed
+        from icl_bench.core.embeddings import minilm_embed
 
         return minilm_embed(texts)
 
@@ -119,6 +118,23 @@ def _describe(value: Any) -> Any:
         args = ", ".join(f"{key}={state[key]!r}" for key in sorted(state))
         return f"{type(value).__name__}({args})"
     return value
+
+
+class Pool(Protocol):
+    """What a sampler sees of the pool (`icl_bench.contexts.pool.Pool` builds it): the examples, and
+    index queries that never return the target itself."""
+
+    examples: list[Example]
+
+    def random(
+        self, target: Example, n: int, rng: random.Random, also: frozenset[int] = frozenset()
+    ) -> list[int]: ...
+
+    def nearest(self, target: Example, n: int) -> list[int]: ...
+
+    def nearest_scored(self, target: Example, n: int) -> list[tuple[int, float]]: ...
+
+    def paraphrase(self, target: Example, rng: random.Random) -> Example: ...
 
 
 class Sampler(ABC):

@@ -26,7 +26,7 @@ from icl_bench.core.types import Example, Task
 
 DOCS = "docs.jsonl"
 HOOKS = ("custom_dataset: !function utils.load_docs", "process_results: !function utils.process_results")
-UTILS = '''"""lm-eval hooks for a task exported by icl-bench (icl_bench.evaluate.export); needs icl-bench installed."""
+UTILS = '''"""lm-eval hooks for a task exported by icl-bench (icl_bench.evaluate.export); needs icl-bench."""
 
 from pathlib import Path
 

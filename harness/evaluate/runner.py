@@ -9,12 +9,8 @@ in one batch per metric with the harness's own metrics.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +25,7 @@ from icl_bench.evaluate.export import (
     task_name,
     write_tasks,
 )
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence lm-eval while it runs: its logger, its tqdm bars and child processes (its `git describe`)."""
-    logger = logging.getLogger("lm_eval")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null, contextlib.redirect_stderr(null):
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        logger.setLevel(level)
+from icl_bench.models import quiet
 
 
 def check_lengths(task: Task, tokenizer, records: Sequence[Mapping[str, Any]], max_length: int) -> None:
@@ -63,31 +42,6 @@ def check_lengths(task: Task, tokenizer, records: Sequence[Mapping[str, Any]], m
             f"{too_long} prompts of task {task.name!r} exceed the model's {max_length}-token context "
             f"(longest {max(lengths)} + {budget} to produce); lower --k or cap the test set"
         )
-
-
-def generate(
-    model,
-    tokenizer,
-    prompts: Sequence[str],
-    *,
-    max_new_tokens: int,
-    batch_size: int = 16,
-    stop: Sequence[str] = (),
-) -> list[str]:
-    """Greedy continuations of `prompts` through lm-eval's HFLM (batched by length, left-padded), each
-    cut at the first of `stop` or the end-of-sequence token."""
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-
-    with quiet():
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
-    until = [*stop, tokenizer.eos_token or "</s>"]
-    options = {"until": until, "max_gen_toks": max_new_tokens, "do_sample": False}
-    requests = [
-        Instance("generate_until", doc={}, arguments=(text, options), idx=i) for i, text in enumerate(prompts)
-    ]
-    with quiet():
-        return lm.generate_until(requests, disable_tqdm=True)
 
 
 def evaluate(

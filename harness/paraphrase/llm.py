@@ -156,7 +156,7 @@ class LLM(Paraphraser):
 
     def answers(self, reference: str, sentences: Sequence[str]) -> list[str]:
         from icl_bench import models
-        from icl_bench.evaluate.runner import generate
+        from icl_bench.models import generate
 
         loaded, tokenizer = models.load(reference)
         prompts = [chat(tokenizer, prompt(s)) for s in sentences]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from icl_bench.core.errors import UsageError
+from icl_bench.core.names import BASE
 from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.score.baselines import ORDER
 from icl_bench.score.bootstrap import Bootstrap, Corpus, Estimate, contrast
@@ -185,7 +186,7 @@ def judge(
 
 # --- the paper's claims on a task's records (SPEC 7) ----------------------------------------------------
 
-FINE_TUNED_EXCLUDED = ("base", "contrastive")
+FINE_TUNED_EXCLUDED = (BASE, "contrastive")  # C5 compares contrastive with every other fine-tuned regime
 
 
 def paper_claims(regimes: Iterable[str], baselines: Sequence[str] = ()) -> list[Claim]:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from icl_bench.sweep.plan_file import FILE as PLAN_FILE
-from icl_bench.sweep.plan_file import resolved
+from icl_bench.sweep.record import FILE as PLAN_FILE
+from icl_bench.sweep.record import resolved
 
 Key = tuple[str, ...]
 

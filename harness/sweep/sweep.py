@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from icl_bench import models
 from icl_bench.contexts.build import (
-    ContextConfig,
     ContextSet,
     build_contexts,
     check_paraphrasers,
@@ -27,78 +26,12 @@ from icl_bench.core.progress import console
 from icl_bench.core.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.core.types import BASELINE_FILE, Regime, Task
 from icl_bench.evaluate.export import metric_names
-from icl_bench.paraphrase import llm as paraphrase
-from icl_bench.sweep.plan_file import plan_record, write_plan
-from icl_bench.train.trainer import LOG, TrainConfig, TrainingDiverged
+from icl_bench.sweep.plan import Plan, size_of
+from icl_bench.sweep.record import plan_record, write_plan
+from icl_bench.train.trainer import LOG, TrainingDiverged
 
 EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
-MAIN_REGIMES = ("zero", "random", "similar", "contrastive")
 SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
-
-
-@dataclass(frozen=True)
-class Size:
-    """A preset of data caps and training length; `probe_examples`: how many test examples the probe
-    stage uses (`icl_bench.analyses.probes`).  `snapshot_steps` gives ~5 snapshots per regime: default 400
-    instances (200 pool examples x 2 contexts) / batch 4 = 100 steps, every 20; smoke 4 steps, every 2;
-    paper every 100 (500 steps on synthetic-alignment's 200 x 5 epochs; a 50,000-pair MT pool makes far
-    more).  The default is sized to show the phenomenon within 20 min on 2 CPU cores (issue 11's
-    criteria, `tests/benchmarks/bench_default.py`): LoRA on attention and MLP, no LoRA dropout, learning
-    rate 3e-3 after a 10% warm-up, 90 test examples."""
-
-    contexts: ContextConfig
-    train: TrainConfig
-    probe_examples: int = 40
-
-
-SIZES = {
-    "smoke": Size(
-        ContextConfig(max_pool=24, max_test=6), TrainConfig(max_steps=4, save_steps=2, snapshot_steps=2), 6
-    ),
-    "default": Size(
-        ContextConfig(max_pool=200, max_test=90, epochs=2),
-        TrainConfig(
-            adapt="attention+mlp",
-            lora_dropout=0.0,
-            learning_rate=3e-3,
-            warmup_ratio=0.1,
-            batch_size=4,
-            snapshot_steps=20,
-        ),
-        40,
-    ),
-    "paper": Size(ContextConfig(epochs=5), TrainConfig(snapshot_steps=100), 100),
-}
-
-
-def size_of(name: str) -> Size:
-    if name not in SIZES:
-        raise UsageError(f"unknown size {name!r}; known sizes: {', '.join(SIZES)}")
-    return SIZES[name]
-
-
-@dataclass(frozen=True)
-class Plan:
-    models: Sequence[str] = ("smollm2-135m",)
-    tasks: Sequence[str] = ("synthetic-alignment",)
-    regimes: Sequence[Regime] = field(default_factory=tuple)
-    size: str = "default"
-    seed: int = 0
-    k: int = 4
-    out: Path = Path("leaderboards/default")
-    launcher: str = "none"
-    num_gpus: int | None = None
-    hostfile: Path | None = None
-    batch_size: int = 16
-    learning_rate: float | None = None  # overrides the size preset's
-    max_test: int | None = None  # overrides the size preset's test examples per split
-    max_pool: int | None = None  # ... its pool examples
-    epochs: int | None = None  # ... its training contexts per pool example
-    paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
-    paraphrase_model: str = paraphrase.DEFAULT_MODEL
-    metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
-    precision: str = "auto"  # fp32, bf16, or auto: bf16 on a bf16 GPU, else fp32
-    command: tuple[str, ...] = ()  # the `icl-bench` arguments that made it (none: the Python API)
 
 
 @dataclass(frozen=True)
@@ -121,7 +54,7 @@ def run(plan: Plan, store: Store) -> list[str]:
     from icl_bench.report.leaderboard import index_suites, write_leaderboard
 
     sweep = Sweep(plan, store)
-    write_plan(plan.out, plan_record(plan, sweep))
+    write_plan(plan.out, plan_record(plan, sweep.precision, sweep.contexts_config, sweep.train_config))
     sweep.baselines()
     failures = sweep.each(
         lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))

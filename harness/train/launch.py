@@ -62,7 +62,8 @@ def launch_command(
     launcher: str = "deepspeed",
     master_port: int | None = None,
 ) -> list[str]:
-    """The command that runs `python -m icl_bench.train.launch --job JOB` once per device (on CPU: per process).
+    """The command that runs `python -m icl_bench.train.launch --job JOB` once per device (on CPU: per
+    process).
     deepspeed: `--num_gpus N` (alias `--num_accelerators`) processes per node, over the nodes of
     `--hostfile` when given; torchrun: `--standalone --nproc_per_node N`, one node only."""
     if num_gpus is not None and (not is_int(num_gpus) or num_gpus < 1):
@@ -123,7 +124,8 @@ def _error_file(job: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m icl_bench.train.launch --job JOB.json`: one training process (the launcher starts one each)."""
+    """`python -m icl_bench.train.launch --job JOB.json`: one training process (the launcher starts one
+    each)."""
     parser = argparse.ArgumentParser(prog="python -m icl_bench.train.launch", description=main.__doc__)
     parser.add_argument("--job", required=True, type=Path, help="job JSON written by write_job")
     parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")

@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.core.store import write_json
+from icl_bench.report.leaderboard import PLAN_FILE
 
 if TYPE_CHECKING:
-    from icl_bench.sweep.sweep import Plan, Sweep
+    from icl_bench.contexts.build import ContextConfig
+    from icl_bench.sweep.plan import Plan
+    from icl_bench.train.trainer import TrainConfig
 
-FILE = "plan.json"
-LOCK = Path(__file__).resolve().parent.parent / "constraints.txt"  # the lock, when installed from the repo
+FILE = PLAN_FILE
+LOCK = Path(__file__).resolve().parents[2] / "constraints.txt"  # the lock, when installed from the repo
 
 
 def command_line(argv: Sequence[str]) -> str:
@@ -36,8 +39,9 @@ def lock_sha256() -> str | None:
     return hashlib.sha256(LOCK.read_bytes()).hexdigest() if LOCK.is_file() else None
 
 
-def plan_record(plan: Plan, sweep: Sweep) -> dict[str, Any]:
-    """The plan of `sweep` as plain JSON values."""
+def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: TrainConfig) -> dict[str, Any]:
+    """The plan as plain JSON values, with what the sweep resolved it to: the precision, the context
+    and the training settings."""
     options = {
         "models": list(plan.models),
         "tasks": list(plan.tasks),
@@ -46,7 +50,7 @@ def plan_record(plan: Plan, sweep: Sweep) -> dict[str, Any]:
         "seed": plan.seed,
         "k": plan.k,
         "batch_size": plan.batch_size,
-        "precision": sweep.precision,
+        "precision": precision,
         "metric": plan.metric,
         "paraphraser": plan.paraphraser,
         "paraphrase_model": plan.paraphrase_model,
@@ -56,8 +60,8 @@ def plan_record(plan: Plan, sweep: Sweep) -> dict[str, Any]:
         "command": command_line(plan.command) if plan.command else None,
         "argv": list(plan.command) if plan.command else None,
         "options": options,
-        "contexts": sweep.contexts_config.key(),
-        "train": sweep.train_config.key(),
+        "contexts": contexts.key(),
+        "train": train.key(),
         "numerics": {"profile": numerics.current(), "key": numerics.key()},
         "icl_bench": importlib.metadata.version("icl-bench"),
         "constraints_sha256": lock_sha256(),
@@ -109,14 +113,3 @@ def resolved(record: dict[str, Any]) -> dict[str, Any]:
     """What a rerun of the plan must resolve to the same values (the numerics profile may be chosen)."""
     train = {name: value for name, value in (record.get("train") or {}).items() if name != "numerics"}
     return {"options": record.get("options"), "contexts": record.get("contexts"), "train": train}
-
-
-def plan_markdown(record: dict[str, Any]) -> list[str]:
-    """The leaderboard's lines on how the suite was made (none for a plan without a command)."""
-    if not record.get("command"):
-        return []
-    return [
-        f"Made by `{record['command']}` (numerics {record['numerics']['key']}, icl-bench "
-        f"{record['icl_bench']}); `icl-bench reproduce` remakes it from `{FILE}`.",
-        "",
-    ]
