@@ -389,8 +389,8 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from icl_bench.analyses.alignment import AlignmentConfig, analyze, render
     from icl_bench.analyses.alignment.analysis import FINE_TUNED, demonstrations
     from icl_bench.analyses.alignment.report import rich_table
+    from icl_bench.core.files import write_atomic
     from icl_bench.core.progress import out, quiet_libraries
-    from icl_bench.core.store import write_atomic
     from icl_bench.models import resolve
 
     quiet_libraries()

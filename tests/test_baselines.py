@@ -10,7 +10,8 @@ from helpers import hashed_embed
 from icl_bench import Baseline, Example
 from icl_bench.contexts.build import ContextConfig, build_contexts, read_test_records
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import Store, write_jsonl
+from icl_bench.core.files import write_jsonl
+from icl_bench.core.store import Store
 from icl_bench.core.types import BASELINE_MODEL, Case
 from icl_bench.report.leaderboard import write_leaderboard
 from icl_bench.score.baselines import CopyNearest, Majority, baseline_records, baselines_of, cases

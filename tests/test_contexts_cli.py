@@ -13,7 +13,7 @@ from icl_bench.contexts.build import ContextConfig, instance_rng, load_pool, wri
 from icl_bench.contexts.samplers import OneNear, Paraphrase
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import fingerprint, read_jsonl
+from icl_bench.core.files import fingerprint, read_jsonl
 
 MODE_FILES = ["one-near.jsonl", "paraphrase.jsonl", "random.jsonl", "similar.jsonl"]
 SYNTHETIC = ("contexts", "--task", "synthetic-alignment")

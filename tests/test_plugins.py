@@ -11,7 +11,7 @@ from icl_bench import Single, hookimpl
 from icl_bench.contexts.samplers import Random
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import read_jsonl
+from icl_bench.core.files import read_jsonl
 
 THIRD_PARTY = textwrap.dedent(
     '''

@@ -8,6 +8,7 @@ import pytest
 
 from icl_bench.core import store as store_module
 from icl_bench.core.errors import UsageError
+from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.core.store import (
     MANIFEST,
     STORE_ENV,
@@ -16,11 +17,7 @@ from icl_bench.core.store import (
     damage,
     default_root,
     digest,
-    fingerprint,
-    read_jsonl,
     reading,
-    write_json,
-    write_jsonl,
 )
 
 INPUTS = {"task": "t", "config": {"k": 4, "seed": 0}}

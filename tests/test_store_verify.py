@@ -16,7 +16,8 @@ from helpers import run_cli
 
 from icl_bench import cli
 from icl_bench.core import plugins
-from icl_bench.core.store import DAMAGED, MANIFEST, Store, fingerprint, write_manifest
+from icl_bench.core.files import fingerprint
+from icl_bench.core.store import DAMAGED, MANIFEST, Store, write_manifest
 from icl_bench.sweep.plan import Plan
 from icl_bench.sweep.sweep import run
 

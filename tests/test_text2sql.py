@@ -16,7 +16,8 @@ from helpers import run_cli
 from icl_bench import Example
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import STORE_ENV, default_root, read_jsonl
+from icl_bench.core.files import read_jsonl
+from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.tasks.text2sql.bird import BIRD_ENV, BirdText2SQL
 from icl_bench.tasks.text2sql.execution import (
     DB_KEY,

@@ -21,7 +21,7 @@ from typing import Any
 
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import write_atomic, write_jsonl
+from icl_bench.core.files import write_atomic, write_jsonl
 from icl_bench.core.types import Example, Task
 
 DOCS = "docs.jsonl"

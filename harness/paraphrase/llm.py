@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
+from icl_bench.core.files import read_jsonl, write_jsonl
 from icl_bench.core.hookspecs import hookimpl
 from icl_bench.core.progress import console
-from icl_bench.core.store import Store, digest, read_jsonl, write_jsonl
+from icl_bench.core.store import Store, digest
 from icl_bench.core.types import Example, Paraphraser, Task
 
 STAGE_VERSION = 1

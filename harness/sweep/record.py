@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import write_json
+from icl_bench.core.files import write_json
 from icl_bench.report.leaderboard import PLAN_FILE
 
 if TYPE_CHECKING:

@@ -22,8 +22,9 @@ from icl_bench.contexts.build import (
 )
 from icl_bench.core import environment, numerics, plugins
 from icl_bench.core.errors import UsageError
+from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.core.progress import console
-from icl_bench.core.store import Store, fingerprint, read_jsonl, write_json, write_jsonl
+from icl_bench.core.store import Store
 from icl_bench.core.types import BASELINE_FILE, Regime, Task
 from icl_bench.evaluate.export import metric_names
 from icl_bench.sweep.plan import Plan, size_of

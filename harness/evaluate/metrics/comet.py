@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from icl_bench.core.errors import UsageError
+from icl_bench.core.files import write_json
 from icl_bench.core.progress import console
-from icl_bench.core.store import Store, write_json
+from icl_bench.core.store import Store
 from icl_bench.core.types import Example, Metric
 
 REQUIREMENTS = ("unbabel-comet==2.2.7", "setuptools<81")  # without the setuptools pin, no pkg_resources
