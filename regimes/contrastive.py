@@ -3,8 +3,8 @@
 from dataclasses import dataclass
 
 from icl_bench import Regime, hookimpl
-from icl_bench.contexts.samplers import OneNear, Paraphrase, Random, Similar
-from icl_bench.core.errors import UsageError
+from icl_bench.errors import UsageError
+from icl_bench.samplers import OneNear, Paraphrase, Random, Similar
 
 
 @dataclass(frozen=True)

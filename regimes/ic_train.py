@@ -1,7 +1,7 @@
 """IC-Train regimes with one sampler each (SPEC section 2): zero, random, similar, similar-augmented."""
 
 from icl_bench import Single, hookimpl
-from icl_bench.contexts.samplers import Empty, Random, Similar
+from icl_bench.samplers import Empty, Random, Similar
 
 
 @hookimpl

@@ -15,7 +15,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from icl_bench.core.errors import UsageError
+from icl_bench.errors import UsageError
 
 ADMIN_APPS = ("admin", "admindocs")
 

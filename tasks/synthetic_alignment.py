@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from icl_bench import Example, Generation, Metric, Paraphraser, Task, hookimpl
-from icl_bench.core.errors import UsageError
+from icl_bench.errors import UsageError
 
 SYMBOLS = string.ascii_uppercase[:25]
 NAME = "synthetic-alignment"

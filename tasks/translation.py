@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from icl_bench import Example, Generation, Task, hookimpl
-from icl_bench.core.errors import unknown
-from icl_bench.core.hub import field, load_split, sample
+from icl_bench.errors import unknown
+from icl_bench.hub import field, load_split, sample
 from icl_bench.tasks import catalogues
+from icl_bench.tasks.prompts import numbered_prompt
 
 LANGUAGES = {"de": "German", "hi": "Hindi", "ta": "Tamil", "lt": "Lithuanian"}
 PARAPHRASER = "wordnet-synonyms"
@@ -47,13 +48,9 @@ class Translation(Task):
 
     def prompt(self, context: Sequence[Example], target: Example) -> str:
         """Zero-shot: the instruction, then the source.  k examples: appendix B.1's k-example form."""
-        if not context:
-            return f"{self.instruction()}\n{self.render_input(target)}"
         noun = "translation" if len(context) == 1 else "translations"
-        lines = [f"Consider the following {len(context)} {noun} from English to {self.target_language}."]
-        for number, example in enumerate(context, 1):
-            lines += [f"Example {number}:", f"{self.render_input(example)}{self.render_output(example)}"]
-        return "\n".join([*lines, self.instruction(), self.render_input(target)])
+        heading = f"Consider the following {len(context)} {noun} from English to {self.target_language}."
+        return numbered_prompt(self, context, target, heading)
 
     def render_input(self, example: Example) -> str:
         return f"Source: {example.input}\nTarget:"

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 
 from icl_bench import Example
-from icl_bench.core.errors import UsageError, unknown
-from icl_bench.core.validate import Rows
+from icl_bench.errors import UsageError, unknown
 from icl_bench.tasks.text2sql.base import Text2SQLTask, one_line
 from icl_bench.tasks.text2sql.execution import DB_KEY
+from icl_bench.validate import Rows
 
 BIRD_ENV = "ICL_BENCH_BIRD"
 WHERE = "download BIRD's train and dev sets from https://bird-bench.github.io/ and unpack them there"

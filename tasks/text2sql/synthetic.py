@@ -15,8 +15,8 @@ from functools import cached_property
 from pathlib import Path
 
 from icl_bench import Example
-from icl_bench.core.errors import unknown
-from icl_bench.core.store import default_root
+from icl_bench.errors import unknown
+from icl_bench.store import default_root
 from icl_bench.tasks.text2sql.base import Text2SQLTask
 from icl_bench.tasks.text2sql.execution import DB_KEY
 from icl_bench.tasks.text2sql.sandbox import open_readonly
