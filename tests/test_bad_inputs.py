@@ -14,7 +14,7 @@ from icl_bench import cli, hookimpl
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.validate import Rows, check_writable, names_in
-from icl_bench.report.leaderboard import read_environments
+from icl_bench.report.board import read_environments
 from icl_bench.sweep.plan import resolve_regimes
 
 SWEEP = ("--models", "tiny", "--size", "smoke")

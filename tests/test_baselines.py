@@ -16,7 +16,7 @@ from icl_bench.core.types import BASELINE_MODEL, Case
 from icl_bench.report.leaderboard import write_leaderboard
 from icl_bench.score.baselines import CopyNearest, Majority, baseline_records, baselines_of, cases
 from icl_bench.score.claims import task_verdicts
-from icl_bench.score.results import Record
+from icl_bench.score.schema import Record
 
 
 @pytest.fixture

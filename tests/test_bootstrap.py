@@ -8,7 +8,8 @@ from helpers import ci
 
 from icl_bench.core.errors import UsageError
 from icl_bench.score.bootstrap import Bootstrap, clustered, contrast
-from icl_bench.score.results import Record, summarise
+from icl_bench.score.schema import Record
+from icl_bench.score.summary import summarise
 
 
 def test_ci_contains_mean_narrows_with_n_and_is_deterministic():

@@ -12,7 +12,8 @@ from icl_bench import Single, hookimpl
 from icl_bench.contexts.samplers import Random
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.report.leaderboard import check_leaderboard, index_suites, rich_tables, show, write_leaderboard
+from icl_bench.report.leaderboard import check_leaderboard, rich_tables, show, write_leaderboard
+from icl_bench.report.suites import index_suites
 
 MODES = ("random", "similar", "one-near", "paraphrase")
 # regime -> score added to every example's base score; "contrastive" is best everywhere

@@ -93,7 +93,7 @@ def test_bins_that_are_not_the_tertiles_they_claim_are_refused(results):
 
 
 def test_without_baseline_records_c1_cannot_hold(results):
-    from icl_bench.report.leaderboard import board
+    from icl_bench.report.board import board
 
     (results / "synthetic-alignment" / "baselines.jsonl").unlink()
     [verdicts] = board(results).verdicts["synthetic-alignment"]

@@ -8,7 +8,10 @@ import pytest
 from icl_bench import Example
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
-from icl_bench.score.results import Cell, Record, bin_edges, bin_of, load_results, summarise
+from icl_bench.score.bins import bin_edges, bin_of
+from icl_bench.score.results import load_results
+from icl_bench.score.schema import Record
+from icl_bench.score.summary import Cell, summarise
 
 
 def record(regime="base", mode="random", id="t0", score=1.0, max_sim=0.5, model="m", split="test"):

@@ -31,7 +31,8 @@ Corpus = Callable[[Sequence[float]], float]  # summed statistics -> corpus score
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """How intervals are drawn: `resamples` example resamples, a central `level` CI, numpy seed."""
+    """How intervals are drawn: `resamples` example resamples, a central `level` CI, numpy seed; the one
+    config every score, claim and leaderboard function takes (`DEFAULT_BOOTSTRAP` unless asked)."""
 
     resamples: int = RESAMPLES
     level: float = LEVEL
@@ -42,6 +43,9 @@ class Bootstrap:
             raise UsageError(
                 f"bootstrap needs resamples >= 1 and 0 < level < 1, got {self.resamples} and {self.level}"
             )
+
+
+DEFAULT_BOOTSTRAP = Bootstrap()  # every score, claim and table unless a caller asks for another
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def contrast(
     sums: np.ndarray,
     counts: np.ndarray,
     coefs: Sequence[float],
-    config: Bootstrap = Bootstrap(),
+    config: Bootstrap = DEFAULT_BOOTSTRAP,
     corpus: Corpus | None = None,
 ) -> Estimate:
     """sum_t coefs[t] * value of term t, with its example-level percentile-bootstrap CI.
@@ -103,7 +107,7 @@ def contrast(
 def clustered(
     examples: Sequence[object],
     values: Sequence,
-    config: Bootstrap = Bootstrap(),
+    config: Bootstrap = DEFAULT_BOOTSTRAP,
     corpus: Corpus | None = None,
 ) -> Estimate:
     """The mean (or corpus score) of records `values`, record i belonging to example `examples[i]`,

@@ -68,7 +68,7 @@ class Comparison:
 
 def compare(committed: Path, remade: Path, plans: tuple[dict[str, Any], dict[str, Any]]) -> Comparison:
     """Compare the remade suite folder with the committed one (their plans given)."""
-    from icl_bench.report.leaderboard import board
+    from icl_bench.report.board import board
 
     before, after = resolved(plans[0]), resolved(plans[1])
     plan = tuple(field for field in before if before[field] != after[field])

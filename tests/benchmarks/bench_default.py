@@ -27,7 +27,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from icl_bench.report.leaderboard import metric_scale
+from icl_bench.report.board import metric_scale
 from icl_bench.score import claims
 from icl_bench.score.claims import Comparison, Term
 from icl_bench.score.results import load_results
