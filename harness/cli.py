@@ -258,7 +258,8 @@ def suites(args: argparse.Namespace) -> list[tuple[Path, Path]]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> None:
     from icl_bench.core.progress import console
-    from icl_bench.report.leaderboard import check_leaderboard, index_suites, show, write_leaderboard
+    from icl_bench.report.leaderboard import check_leaderboard, show, write_leaderboard
+    from icl_bench.report.suites import index_suites
 
     stale = []
     for results, out in suites(args):

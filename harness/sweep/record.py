@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import write_json
-from icl_bench.report.leaderboard import PLAN_FILE
+from icl_bench.report.board import PLAN_FILE
 
 if TYPE_CHECKING:
     from icl_bench.contexts.build import ContextConfig

@@ -52,7 +52,8 @@ class Setting:
 
 def run(plan: Plan, store: Store) -> list[str]:
     """Execute the plan; return the failures (one line each).  The leaderboard is rewritten at the end."""
-    from icl_bench.report.leaderboard import index_suites, write_leaderboard
+    from icl_bench.report.leaderboard import write_leaderboard
+    from icl_bench.report.suites import index_suites
 
     sweep = Sweep(plan, store)
     write_plan(plan.out, plan_record(plan, sweep.precision, sweep.contexts_config, sweep.train_config))
@@ -101,7 +102,7 @@ def baselines_stage(plan: Plan, store: Store) -> list[Path]:
 
 def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str | None) -> None:
     """Bin edges are fixed per task from the contexts alone, before any model is scored."""
-    from icl_bench.score.results import bin_edges
+    from icl_bench.score.bins import bin_edges
 
     method = "fixed" if task.similarity_bins else "tertiles"
     edges = bin_edges([r["max_sim"] for r in test_records], method=method, fixed=task.similarity_bins)
