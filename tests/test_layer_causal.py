@@ -19,16 +19,10 @@ from safetensors.torch import load_file
 
 from icl_bench.core.errors import UsageError
 from icl_bench.models import decoder_layers, load, logit_lens
-from icl_bench.train.trainer import (
-    IGNORE,
-    Collator,
-    TrainConfig,
-    causal_lm_loss,
-    clip_gradients,
-    encode,
-    layer_causal_steps,
-    train,
-)
+from icl_bench.train.config import TrainConfig
+from icl_bench.train.data import IGNORE, Collator, encode
+from icl_bench.train.objectives import causal_lm_loss, clip_gradients, layer_causal_steps
+from icl_bench.train.trainer import train
 
 
 @pytest.fixture(scope="module")

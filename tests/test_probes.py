@@ -21,7 +21,9 @@ from icl_bench.core.errors import UsageError
 from icl_bench.core.store import Store
 from icl_bench.sweep.plan import SIZES, Plan, Size
 from icl_bench.sweep.sweep import Sweep
-from icl_bench.train.trainer import SNAPSHOTS, TrainConfig, load_trained, snapshots, train
+from icl_bench.train.config import TrainConfig
+from icl_bench.train.snapshots import SNAPSHOTS, load_trained, snapshots
+from icl_bench.train.trainer import train
 
 CONFIG = ContextConfig(max_pool=24, max_test=6)  # the smoke contexts
 N = 20

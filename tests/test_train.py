@@ -17,17 +17,12 @@ from safetensors.torch import load_file
 
 from icl_bench.core.errors import UsageError
 from icl_bench.models import load, resolve_precision
+from icl_bench.train.config import TrainConfig, TrainingDiverged
+from icl_bench.train.data import IGNORE, Collator, encode
+from icl_bench.train.deepspeed_env import zero_config
 from icl_bench.train.launch import launch_command, main, run_job, write_job
-from icl_bench.train.trainer import (
-    IGNORE,
-    Collator,
-    TrainConfig,
-    TrainingDiverged,
-    encode,
-    load_trained,
-    train,
-    zero_config,
-)
+from icl_bench.train.snapshots import load_trained
+from icl_bench.train.trainer import train
 
 FAST = {"learning_rate": 1e-2, "max_steps": 4, "save_steps": 2}
 

@@ -18,7 +18,7 @@ from icl_bench.core.errors import UsageError
 from icl_bench.core.types import Regime
 from icl_bench.core.validate import is_number, names_in
 from icl_bench.paraphrase import llm as paraphrase
-from icl_bench.train.trainer import TrainConfig
+from icl_bench.train.config import TrainConfig
 
 
 @dataclass(frozen=True)

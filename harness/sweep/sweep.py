@@ -29,7 +29,8 @@ from icl_bench.core.types import BASELINE_FILE, Regime, Task
 from icl_bench.evaluate.export import metric_names
 from icl_bench.sweep.plan import Plan, size_of
 from icl_bench.sweep.record import plan_record, write_plan
-from icl_bench.train.trainer import LOG, TrainingDiverged
+from icl_bench.train.config import TrainingDiverged
+from icl_bench.train.trainer import LOG
 
 EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
 SUITES_ROOT = "leaderboards"  # a folder of suites, indexed by its README.md
@@ -223,7 +224,7 @@ class Sweep:
         """Per-sample results of the setting under every test mode (training it first if needed), and
         the environments it was trained and evaluated in."""
         from icl_bench.evaluate.runner import evaluate
-        from icl_bench.train.trainer import load_trained
+        from icl_bench.train.snapshots import load_trained
 
         trained = self.train(setting) if setting.regime else None
         inputs = {

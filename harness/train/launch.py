@@ -19,10 +19,12 @@ from dataclasses import asdict
 from pathlib import Path
 
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import read_jsonl, write_json, write_jsonl
+from icl_bench.core.files import read_jsonl, write_json, write_jsonl
 from icl_bench.core.validate import is_int
 from icl_bench.models import resolve
-from icl_bench.train.trainer import LOG, TrainConfig, TrainingDiverged, free_port, train
+from icl_bench.train.config import TrainConfig, TrainingDiverged
+from icl_bench.train.deepspeed_env import free_port
+from icl_bench.train.trainer import LOG, train
 
 LAUNCHERS = ("deepspeed", "torchrun")
 

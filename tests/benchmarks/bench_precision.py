@@ -27,7 +27,8 @@ from icl_bench.core import plugins
 from icl_bench.core.store import Store
 from icl_bench.evaluate.runner import evaluate
 from icl_bench.models import load, materialize, native_bf16, resolve
-from icl_bench.train.trainer import LOG, TrainConfig, train
+from icl_bench.train.config import TrainConfig
+from icl_bench.train.trainer import LOG, train
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 

@@ -29,7 +29,10 @@ from icl_bench.contexts.build import ContextConfig, build_contexts
 from icl_bench.core import plugins
 from icl_bench.core.store import Store
 from icl_bench.models import load, materialize, resolve
-from icl_bench.train.trainer import LOG, Collator, TrainConfig, causal_lm_loss, encode, train
+from icl_bench.train.config import TrainConfig
+from icl_bench.train.data import Collator, encode
+from icl_bench.train.objectives import causal_lm_loss
+from icl_bench.train.trainer import LOG, train
 
 
 def step_seconds(model, batch: dict, loss, steps: int) -> float:

@@ -74,7 +74,7 @@ class AlignmentConfig:
     resamples: int = 1000
 
     def train_config(self, setting: str):
-        from icl_bench.train.trainer import TrainConfig
+        from icl_bench.train.config import TrainConfig
 
         objective, clipped = FINE_TUNED[setting]
         return TrainConfig(
@@ -366,7 +366,8 @@ def analyze(task: Task, model_name: str, config: AlignmentConfig, store: Store) 
     """Train (or reuse) the fine-tuned models, record every setting on every test example, and measure."""
     from icl_bench.core.progress import console, track
     from icl_bench.models import load, materialize, resolve
-    from icl_bench.train.trainer import LOG, load_trained
+    from icl_bench.train.snapshots import load_trained
+    from icl_bench.train.trainer import LOG
 
     if not task.choices:
         raise UsageError(
