@@ -25,7 +25,7 @@ from icl_bench.report.board import PLAN_FILE
 if TYPE_CHECKING:
     from icl_bench.contexts.build import ContextConfig
     from icl_bench.sweep.plan import Plan
-    from icl_bench.train.trainer import TrainConfig
+    from icl_bench.train.config import TrainConfig
 
 FILE = PLAN_FILE
 LOCK = Path(__file__).resolve().parents[2] / "constraints.txt"  # the lock, when installed from the repo
