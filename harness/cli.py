@@ -207,11 +207,11 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_probe(args: argparse.Namespace) -> None:
     from icl_bench.analyses import probes
     from icl_bench.core.progress import console
-    from icl_bench.sweep.record import add_stage
+    from icl_bench.sweep.record import add_stage, recorded_argv
 
     plan, store = plan_of(args)
     probes.show(probes.probe_stage(plan, store, args.max_probe))
-    add_stage(plan.out, "probe", args.argv)
+    add_stage(plan.out, recorded_argv(args.argv))
     console.print(f"wrote {plan.out}/probes.md")
 
 
@@ -279,45 +279,48 @@ def cmd_leaderboard(args: argparse.Namespace) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
-    """Rerun a suite's plan into a scratch folder (a fresh store unless --store), then compare; the
-    rerun's own tables go to stderr, the comparison to stdout; exit 1 when it fails."""
+    """Rerun a suite's plan (its run, then each later stage) into a scratch folder on a fresh store
+    unless --store, then compare; the rerun's own output goes to stderr, the comparison to stdout; exit
+    1 when it does not reproduce."""
     import contextlib
     import tempfile
 
     from icl_bench.core.progress import console, out
     from icl_bench.sweep.record import command_line, lock_sha256, read_plan
-    from icl_bench.sweep.reproduce import compare, summary_rows
+    from icl_bench.sweep.reproduce import compare, scratch_folders, summary_rows
 
     suite = Path(args.suite)
     recorded = read_plan(suite)
     if not (suite / "results").is_dir():
         raise UsageError(f"{suite} has no results/ to compare with; remake it with `{recorded['command']}`")
     scratch = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="icl-bench-reproduce-"))
-    remade = check_writable(scratch, "--out") / suite.name
-    if lock_sha256() != recorded["constraints_sha256"]:
+    remade, store = scratch_folders(suite, scratch, args.store)
+    if lock_sha256() != recorded.get("constraints_sha256"):
         console.print("[yellow]warning[/] constraints.txt differs from the suite's lock: expect other bytes")
-    store = args.store or str(scratch / "store")
-    for argv in (recorded["argv"], *recorded.get("stages", {}).values()):
-        inner = build_parser().parse_args(argv)
-        inner.argv, inner.out, inner.store = tuple(argv), str(remade), store
+    for argv in (recorded["argv"], *recorded["stages"]):
+        try:
+            inner = build_parser().parse_args(argv)
+        except UsageError as error:
+            raise UsageError(f"{suite}/plan.json: `{command_line(argv)}`: {error}") from None
+        inner.argv, inner.out, inner.store = tuple(argv), str(remade), str(store)
+        inner.precision = recorded["options"].get("precision", inner.precision)  # as resolved then
         console.print(f"reproduce {suite}: `{command_line(argv)}` into {remade} (store {store})")
         with contextlib.redirect_stdout(sys.stderr):
             try:
                 inner.func(inner)
             except SystemExit as stop:  # failed trainings: compared like the rest (their files are missing)
                 console.print(f"[yellow]the rerun exited with {stop.code}[/]")
-    plans = (recorded, json.loads((remade / "plan.json").read_text(encoding="utf-8")))
-    result = compare(suite, remade, plans)
+    result = compare(suite, remade)
     out.print(reproduce_table(suite, summary_rows(result)), soft_wrap=False)
     for check in result.files:
         if not check.same:
-            lines = f" ({check.lines[0]} of {check.lines[1]} lines)" if check.lines else ""
-            print(f"differs: {check.name}{lines}")
-    if not result.passed(args.strict):
-        why = "the plan resolved differently" if result.plan else "claim verdicts differ"
-        if not result.plan and result.verdicts_same:
-            why = "files differ in bytes (--strict)"
-        console.print(f"[red]not reproduced[/]: {why}; the remade suite is in {remade}")
+            lines = f" ({check.lines[1] - check.lines[0]} of {check.lines[1]} lines)" if check.lines else ""
+            print(f"differs: {check.name}{lines}" + (f", {check.side} only" if check.side else ""))
+    failures = result.failures(args.strict)
+    for why in failures:
+        console.print(f"[red]not reproduced[/]: {why}")
+    if failures:
+        console.print(f"the remade suite is in {remade}")
         raise SystemExit(1)
     console.print(f"reproduced {suite} (remade in {remade})")
 
@@ -485,13 +488,14 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def numerics_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    from icl_bench.core.numerics import DEFAULT, PROFILES
+    from icl_bench.core.numerics import CHOICES, DEFAULT
 
     parser.add_argument(
         "--numerics",
-        choices=tuple(PROFILES),
+        choices=CHOICES,
         default=default or DEFAULT,
-        help="CPU numerics: portable (default; the same bytes on any x86-64 CPU with AVX2) or native",
+        help="CPU numerics: portable (the same bytes on any x86-64 CPU with AVX2), native, or auto "
+        "(default: portable without a GPU)",
     )
 
 
@@ -531,6 +535,7 @@ def build_parser() -> Parser:
         "--store", help="artifact store folder (default: $ICL_BENCH_STORE or the user cache)"
     )
     data_arguments(contexts)
+    numerics_argument(contexts)
     contexts.set_defaults(func=cmd_contexts)
 
     para = sub.add_parser("paraphrase", help="make (or show) a task's paraphrases; print what was kept")
@@ -539,6 +544,7 @@ def build_parser() -> Parser:
     para.add_argument("--store", help="artifact store folder")
     data_arguments(para)
     paraphrase_arguments(para, model_flag="--model")
+    numerics_argument(para)
     para.set_defaults(func=cmd_paraphrase)
 
     comet = sub.add_parser("comet", help="COMET's own environment: `icl-bench comet setup`")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 
-from icl_bench.core.numerics import DEFAULT, PROFILES
+from icl_bench.core.numerics import DEFAULT, PROFILES, resolve
 
-os.environ.update(PROFILES[DEFAULT])  # the default numerics, before any test loads torch (as `main` does)
+# the default numerics, before any test loads torch (as `main` does)
+os.environ.update(PROFILES[resolve(DEFAULT)])
 
 import pytest
 from helpers import K1, B, WordShuffle, WordsTask, build_words_task

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from icl_bench import cli
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.sweep import record as plans
-from icl_bench.sweep.reproduce import ClaimCheck, claims
+from icl_bench.sweep.reproduce import ClaimCheck, Comparison, claims
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +28,32 @@ def suite(tmp_path_factory):
     return root, out
 
 
+def table_rows(text: str) -> dict[str, str]:
+    cells = [line.split("│") for line in text.splitlines() if line.count("│") >= 3]
+    return {cell[1].strip(): cell[2].strip() for cell in cells}
+
+
+def copy_of(suite, tmp_path):
+    copied = tmp_path / "copy"
+    shutil.copytree(suite, copied)
+    return copied
+
+
 def test_run_records_its_plan_and_the_leaderboard_shows_the_command(suite):
     _, out = suite
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["argv"][:2] == ["run", "--models"] and plan["command"].startswith(
-        "icl-bench run --models tiny"
-    )
+    assert plan["argv"] == [
+        "run",
+        "--models",
+        "tiny",
+        "--size",
+        "smoke",
+        "--regimes",
+        "zero",
+        "--out",
+        str(out),
+    ]
+    assert plan["command"].startswith("icl-bench run --models tiny") and "--store" not in plan["command"]
     assert plan["options"]["regimes"] == [
         {"name": "zero", "params": {"augment_pool": False, "min_mean_sim": None, "sampler": "Empty()"}}
     ]
@@ -44,39 +65,71 @@ def test_run_records_its_plan_and_the_leaderboard_shows_the_command(suite):
     assert environments["zero"]["evaluate"]["numerics"]["profile"] == "portable"
 
 
-def test_reproduce_remakes_the_suite_byte_for_byte_and_strict_fails_on_a_changed_byte(suite, capsys):
+def test_reproduce_remakes_the_suite_byte_for_byte_and_strict_fails_on_a_changed_byte(
+    suite, tmp_path, capsys
+):
     root, out = suite
     capsys.readouterr()
-    assert cli.main(["reproduce", str(out), "--strict", "--out", str(root / "again")]) == 0
-    table = capsys.readouterr().out
-    rows = {
-        line.split("│")[1].strip(): line.split("│")[2].strip() for line in table.splitlines() if "│" in line
-    }
-    assert rows["plan"] == "same"
-    assert len({rows["files byte-identical"]} | set(rows["files byte-identical"].split("/"))) == 2  # n/n
-    assert rows["claim verdicts the same"].split("/")[0] == rows["claim verdicts the same"].split("/")[1]
+    assert cli.main(["reproduce", str(out), "--strict", "--out", str(tmp_path / "again")]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    assert rows["plan"] == "same" and rows["environment recorded"] == "same"
+    for check in ("files byte-identical", "results lines identical", "claim verdicts the same"):
+        same, total = rows[check].split("/")
+        assert same == total and int(total) > 0, check
+    assert cli.main(["reproduce", str(out), "--out", str(tmp_path / "again")]) == 2  # the same --out again
+    assert "a remake starts empty" in capsys.readouterr().err
 
-    results = out / "results/synthetic-alignment/tiny/zero.jsonl"
+    copied = copy_of(out, tmp_path)
+    results = copied / "results/synthetic-alignment/tiny/zero.jsonl"
     lines = results.read_text().splitlines()
     record = json.loads(lines[0])
     record["prediction"] = record["prediction"] + " "  # a byte, not a score
     results.write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
     store = ["--store", str(root / "store")]
     with pytest.raises(SystemExit) as stopped:
-        cli.main(["reproduce", str(out), "--strict", "--out", str(root / "third"), *store])
+        cli.main(["reproduce", str(copied), "--strict", "--out", str(tmp_path / "third"), *store])
     assert stopped.value.code == 1
     assert "results/synthetic-alignment/tiny/zero.jsonl" in capsys.readouterr().out
     # without --strict the verdicts decide: still reproduced
-    assert cli.main(["reproduce", str(out), "--out", str(root / "fourth"), *store]) == 0
+    assert cli.main(["reproduce", str(copied), "--out", str(tmp_path / "fourth"), *store]) == 0
 
 
-def test_reproduce_refuses_a_suite_without_a_plan(tmp_path, capsys):
+def test_missing_results_never_pass(suite, tmp_path, capsys):
+    root, out = suite
+    copied = copy_of(out, tmp_path)
+    shutil.rmtree(copied / "results/synthetic-alignment/tiny")
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", str(copied), "--out", str(tmp_path / "o"), "--store", str(root / "store")])
+    assert "results files on one side only" in capsys.readouterr().err
+    assert "no claim verdicts" in " ".join(Comparison((), (), True, (), ()).failures(strict=False))
+
+
+def test_reproduce_refuses_bad_plans_and_scratch_folders(suite, tmp_path, capsys):
+    _, out = suite
     (tmp_path / "results").mkdir()
     assert cli.main(["reproduce", str(tmp_path)]) == 2
     assert "has no plan.json" in capsys.readouterr().err
-    (tmp_path / "plan.json").write_text(json.dumps({"argv": ["theory"], "numerics": {"profile": "portable"}}))
-    assert cli.main(["reproduce", str(tmp_path)]) == 2
-    assert "not an `icl-bench run` command" in capsys.readouterr().err
+    assert cli.main(["reproduce", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    good = json.loads((out / "plan.json").read_text())
+    for broken, message in (
+        ("{", "is not JSON"),
+        (json.dumps({**good, "argv": ["theory"]}), "is not a `run`"),
+        (json.dumps({**good, "argv": [*good["argv"], "--help"]}), "asks for help"),
+        (json.dumps({**good, "stages": [["reproduce", "x"]]}), "is not a `run`"),
+        (json.dumps({**good, "stages": [["probe", 1]]}), "not a list of arguments"),
+        (json.dumps({**good, "numerics": {"profile": []}}), "numerics profile"),
+        (json.dumps({**good, "options": None}), "options is missing"),
+    ):
+        (tmp_path / "plan.json").write_text(broken)
+        assert cli.main(["reproduce", str(tmp_path)]) == 2, broken
+        assert message in capsys.readouterr().err
+    (tmp_path / "plan.json").write_text(json.dumps({**good, "argv": [*good["argv"], "--bogus"]}))
+    assert cli.main(["reproduce", str(tmp_path), "--out", str(tmp_path.with_name(tmp_path.name + "-o"))]) == 2
+    assert "plan.json: `icl-bench run" in capsys.readouterr().err
+    for scratch in (out.parent, out):  # the remake would land on (or around) the committed suite
+        assert cli.main(["reproduce", str(out), "--out", str(scratch)]) == 2
+        assert "would remake into the committed suite" in capsys.readouterr().err
 
 
 def test_a_changed_verdict_is_reported():
@@ -87,11 +140,28 @@ def test_a_changed_verdict_is_reported():
     assert claims(board("holds"), board("holds")) == (ClaimCheck(("t", "m", "test", "C1"), "holds", "holds"),)
     (changed,) = claims(board("holds"), board("inconclusive"))
     assert not changed.same
+    result = Comparison((), (), True, (), (changed,))
+    assert result.failures(strict=False) == ["claim verdicts differ: t/m/test/C1: holds -> inconclusive"]
+
+
+def test_later_commands_become_stages_and_store_paths_are_not_recorded(suite, tmp_path):
+    _, out = suite
+    folder = copy_of(out, tmp_path)
+    probe = ["probe", "--models", "tiny", "--max-probe", "2"]
+    plans.add_stage(folder, plans.recorded_argv([*probe, "--store", "/somewhere"]))
+    plans.add_stage(folder, probe)  # the same command again: one stage
+    first = plans.read_plan(folder)
+    assert first["stages"] == [probe]
+    plans.write_plan(folder, {**first, "argv": ["run", "--regimes", "random", "--store=/x"]})  # another run
+    assert plans.read_plan(folder)["stages"] == [probe, ["run", "--regimes", "random", "--store=/x"]]
+    assert plans.recorded_argv(["run", "--store=/x", "--k", "2"]) == ["run", "--k", "2"]
+    plans.add_stage(tmp_path, ["probe"])  # no plan: nothing recorded
+    assert not (tmp_path / "plan.json").exists()
 
 
 def test_numerics_profiles_are_applied_before_torch_loads():
     code = (
-        "from icl_bench import numerics; numerics.apply('portable'); import torch; "
+        "from icl_bench.core import numerics; numerics.apply('portable'); import torch; "
         "print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(), numerics.key())"
     )
     clean = {k: v for k, v in os.environ.items() if k not in numerics.VARIABLES}
@@ -102,36 +172,22 @@ def test_numerics_profiles_are_applied_before_torch_loads():
     assert threads == str(numerics.THREADS)
     assert key == ("portable" if capability == "AVX2" else f"portable-{capability.lower()}-t{threads}")
     native = code.replace("'portable'", "'native'")
+    env = {**clean, "ATEN_CPU_CAPABILITY": "default"}
     found = subprocess.run(
-        [sys.executable, "-c", native],
-        env={**clean, "ATEN_CPU_CAPABILITY": "default"},
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", native], env=env, capture_output=True, text=True, check=True
     )
     assert found.stdout.split()[0] == "DEFAULT" and found.stdout.split()[2].startswith("native-default-t")
+    assert numerics.resolve("portable") == "portable" and numerics.resolve("native") == "native"
+    assert numerics.resolve("auto") == (
+        "native" if any(map(os.path.exists, numerics.GPU_DEVICES)) else "portable"
+    )
 
 
 def test_a_profile_that_cannot_take_effect_is_refused():
-    with pytest.raises(UsageError, match="known profiles: portable, native"):
+    with pytest.raises(UsageError, match="known profiles: auto, portable, native"):
         numerics.apply("fast")
     import torch  # noqa: F401  (loaded, under the default profile conftest set)
 
     with pytest.raises(UsageError, match="must be set before torch loads"):
         os.environ["OMP_NUM_THREADS"] = "3"
         numerics.apply("portable")
-
-
-def test_a_later_stage_is_recorded_for_the_rerun(suite, tmp_path):
-    _, out = suite
-    folder = tmp_path / "copy"
-    folder.mkdir()
-    (folder / "plan.json").write_text((out / "plan.json").read_text())
-    plans.add_stage(folder, "probe", ["probe", "--models", "tiny", "--max-probe", "2"])
-    assert plans.read_plan(folder)["stages"] == {"probe": ["probe", "--models", "tiny", "--max-probe", "2"]}
-    plans.add_stage(tmp_path, "probe", ["probe"])  # no plan: nothing recorded
-    assert not (tmp_path / "plan.json").exists()
-    record = json.loads((folder / "plan.json").read_text())
-    (folder / "plan.json").write_text(json.dumps({**record, "stages": {"probe": ["run"]}}))
-    with pytest.raises(UsageError, match="malformed stages"):
-        plans.read_plan(folder)

@@ -15,6 +15,7 @@ import torch
 from helpers import reverse_records
 from safetensors.torch import load_file
 
+from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.models import load, resolve_precision
 from icl_bench.train.config import TrainConfig, TrainingDiverged
@@ -184,7 +185,8 @@ def test_the_collator_counts_tokens_and_padding():
 
 def test_keys_of_existing_configs_are_unchanged():
     """Committed leaderboards and users' stores are keyed by TrainConfig.key(): new fields join the key
-    only when set away from their defaults; only TRAINER_VERSION moves every key."""
+    only when set away from their defaults; only TRAINER_VERSION and the numerics profile (the CPU
+    kernels that round the weights) move every key."""
     key = TrainConfig(precision="fp32").key()
     assert json.dumps(key) == json.dumps(
         {
@@ -204,6 +206,7 @@ def test_keys_of_existing_configs_are_unchanged():
             "snapshot_steps": 0,
             "precision": "fp32",
             "trainer": 2,
+            "numerics": numerics.key(),
         }
     )
     assert TrainConfig().key() == key | {"precision": resolve_precision("auto")}

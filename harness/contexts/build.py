@@ -30,8 +30,9 @@ from icl_bench.contexts.samplers import FellBack, Paraphrase
 from icl_bench.core import plugins
 from icl_bench.core.embeddings import MINILM, keep_embeddings
 from icl_bench.core.errors import UsageError
+from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.core.progress import console, track
-from icl_bench.core.store import Store, digest, fingerprint, read_jsonl, reading, write_json, write_jsonl
+from icl_bench.core.store import Store, digest, reading
 from icl_bench.core.types import Context, Example, Paraphraser, Regime, Task
 from icl_bench.paraphrase import llm as paraphrase
 

@@ -1,11 +1,12 @@
 """CPU numerics profiles: the kernel choices that decide a run's floating-point rounding.
 
 fp32 results move with the instruction set that ATen, MKL and oneDNN dispatch to and with the number
-of intra-op threads a reduction is split over.  `portable` (the default) pins all of them, so the same
-lock gives the same bytes on any x86-64 CPU with AVX2; `native` leaves them to the machine (faster on
-AVX512 CPUs, bytes follow the CPU kind).  The settings are environment variables read when torch and
-its libraries load, so `apply` must run before torch is imported; worker processes (`launch`) inherit
-them.  GPU kernels are not affected: the profile pins CPU arithmetic only.
+of intra-op threads a reduction is split over.  `portable` pins all of them, so the same lock gives the
+same bytes on any x86-64 CPU with AVX2; `native` leaves them to the machine and the environment (faster
+on AVX512 CPUs, bytes follow the CPU kind); `auto` (the default) is portable on machines without a GPU
+and native on GPU machines, whose results come from GPU kernels the profile does not pin.  The settings
+are environment variables read when torch and its libraries load, so `apply` must run before torch is
+imported; worker processes (`launch`) inherit them.
 """
 
 from __future__ import annotations
@@ -28,16 +29,26 @@ PROFILES: dict[str, dict[str, str]] = {
     },
     "native": {},
 }
-DEFAULT = "portable"
+DEFAULT = "auto"
+CHOICES = ("auto", *PROFILES)
 VARIABLES = tuple(PROFILES["portable"])
+GPU_DEVICES = ("/dev/nvidiactl", "/dev/kfd")  # CUDA's and ROCm's control devices: a GPU machine
+
+
+def resolve(profile: str) -> str:
+    """`auto` -> `native` on a GPU machine (one of GPU_DEVICES exists), else `portable`; others as given."""
+    if profile == "auto":
+        return "native" if any(os.path.exists(device) for device in GPU_DEVICES) else "portable"
+    return profile
 
 
 def apply(profile: str) -> None:
-    """Put `profile`'s settings into this process's environment (and so every child's).  Refused once
-    torch has loaded with other settings: they would not take effect, and results would be keyed under
-    a profile they were not made in."""
-    if profile not in PROFILES:
-        raise UsageError(f"unknown numerics profile {profile!r}; known profiles: {', '.join(PROFILES)}")
+    """Put `profile`'s settings (`auto` resolved) into this process's environment (and so every
+    child's).  Refused once torch has loaded with other settings: they would not take effect, and
+    results would be keyed under a profile they were not made in."""
+    if profile not in CHOICES:
+        raise UsageError(f"unknown numerics profile {profile!r}; known profiles: {', '.join(CHOICES)}")
+    profile = resolve(profile)
     wanted = PROFILES[profile]
     if "torch" in sys.modules and current() != profile:
         raise UsageError(
@@ -67,9 +78,9 @@ def state() -> dict[str, Any]:
 
 
 def key() -> str:
-    """The store keys' part: `portable` is one value on every AVX2 machine; `native` names the
-    instruction set and thread count, so native results of different CPU kinds never share a key."""
+    """The store keys' part: `portable` is one value on every AVX2 machine running its threads; else the
+    profile, instruction set and thread count, so results of different CPU kinds never share a key."""
     found = state()
-    if found["profile"] == "portable" and found["cpu_capability"] == "AVX2":
+    if found["profile"] == "portable" and (found["cpu_capability"], found["threads"]) == ("AVX2", THREADS):
         return "portable"
     return f"{found['profile']}-{found['cpu_capability'].lower()}-t{found['threads']}"

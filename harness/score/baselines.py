@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from icl_bench.core.errors import UsageError
-from icl_bench.core.store import read_jsonl
+from icl_bench.core.files import read_jsonl
 from icl_bench.core.types import BASELINE_MODEL, Baseline, Case, Example, Task
 from icl_bench.evaluate.export import gold_examples
 from icl_bench.evaluate.runner import scored

@@ -57,8 +57,8 @@ def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: Trai
         "launcher": plan.launcher,
     }
     return {
-        "command": command_line(plan.command) if plan.command else None,
-        "argv": list(plan.command) if plan.command else None,
+        "command": command_line(recorded_argv(plan.command)) if plan.command else None,
+        "argv": recorded_argv(plan.command) if plan.command else None,
         "options": options,
         "contexts": contexts.key(),
         "train": train.key(),
@@ -69,44 +69,85 @@ def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: Trai
 
 
 def write_plan(folder: Path, record: dict[str, Any]) -> Path:
-    write_json(folder / FILE, record)
-    return folder / FILE
-
-
-def add_stage(folder: Path, name: str, argv: Sequence[str]) -> None:
-    """Record a later command that wrote into the suite (`icl-bench probe`), so a reproduction reruns it
-    too; nothing when the suite has no plan."""
+    """Write the plan of a `run` into the suite `folder`.  A suite that already has a plan keeps it: a
+    rerun of the same command keeps its later stages, another command becomes one more stage."""
     path = Path(folder) / FILE
-    if path.is_file():
-        record = json.loads(path.read_text(encoding="utf-8"))
-        write_plan(folder, {**record, "stages": {**record.get("stages", {}), name: list(argv)}})
+    try:
+        known = read_plan(folder) if path.is_file() else None
+    except UsageError:  # a damaged plan is replaced by this run's
+        known = None
+    if known is None:
+        write_json(path, record)
+    elif known["argv"] != record["argv"]:
+        add_stage(folder, record["argv"] or [])
+    return path
+
+
+def add_stage(folder: Path, argv: Sequence[str]) -> None:
+    """Record a later command that wrote into the suite (`icl-bench probe`, a `run` with other options),
+    so a remake reruns it too, in order; nothing when the suite has no readable plan or the command is
+    already the last stage."""
+    try:
+        record = read_plan(folder)
+    except UsageError:
+        return
+    stages = record["stages"]
+    if list(argv) and (not stages or stages[-1] != list(argv)):
+        write_json(Path(folder) / FILE, {**record, "stages": [*stages, list(argv)]})
+
+
+def recorded_argv(argv: Sequence[str]) -> list[str]:
+    """The arguments as a plan records them: without `--store`, which names a machine's folder and
+    never changes a result."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--store":
+            skip = True
+        elif not arg.startswith("--store="):
+            kept.append(arg)
+    return kept
 
 
 def read_plan(suite: Path) -> dict[str, Any]:
-    """The plan recorded in `suite`, checked to name a `run` command; one-line errors otherwise."""
+    """The plan recorded in `suite`, its fields checked (a `run` command, its stages, the numerics
+    profile); one-line errors naming the fix otherwise.  `stages` is returned as a list."""
     path = Path(suite) / FILE
+    if not Path(suite).is_dir():
+        raise UsageError(f"suite folder {suite} does not exist")
     if not path.is_file():
         raise UsageError(
             f"{suite} has no {FILE}: it was not made by `icl-bench run` (or before plans were recorded);"
-            " remake it with `icl-bench run ... --out " + str(suite) + "`"
+            f" remake it with `icl-bench run ... --out {suite}`"
         )
+    fix = "remake the suite with `icl-bench run`"
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        argv = record["argv"]
-        profile = record["numerics"]["profile"]
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise UsageError(f"{path} is malformed; remake the suite with `icl-bench run`") from None
-    if argv is None:
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UsageError(f"{path} is not JSON; {fix}") from None
+    if not isinstance(record, dict):
+        raise UsageError(f"{path} is malformed; {fix}")
+    argv, stages = record.get("argv"), record.get("stages", [])
+    if argv is None and "argv" in record:
         raise UsageError(f"{path}: the suite was made through the Python API, with no command to rerun")
-    if not (isinstance(argv, list) and argv[:1] == ["run"] and all(isinstance(a, str) for a in argv)):
-        raise UsageError(f"{path}: argv is not an `icl-bench run` command; remake the suite")
-    stages = record.get("stages", {})
-    if not isinstance(stages, dict) or any(argv[:1] != [name] for name, argv in stages.items()):
-        raise UsageError(f"{path}: malformed stages; remake the suite with `icl-bench run`")
-    if profile not in numerics.PROFILES:
+    if isinstance(stages, dict):  # the first plans kept {name: argv}
+        stages = list(stages.values())
+    for command in [argv, *stages] if isinstance(stages, list) else [None]:
+        if not (isinstance(command, list) and all(isinstance(a, str) for a in command)):
+            raise UsageError(f"{path}: a command is not a list of arguments; {fix}")
+        if command[:1] not in (["run"], ["probe"]) or (command is argv and command[:1] != ["run"]):
+            raise UsageError(f"{path}: {command_line(command)!r} is not a `run` (or later `probe`); {fix}")
+        if {"-h", "--help"} & set(command):
+            raise UsageError(f"{path}: {command_line(command)!r} asks for help, not a run; {fix}")
+    profile = record.get("numerics", {}).get("profile") if isinstance(record.get("numerics"), dict) else None
+    if not isinstance(profile, str) or profile not in numerics.PROFILES:
         known = ", ".join(numerics.PROFILES)
-        raise UsageError(f"{path}: unknown numerics profile {profile!r}; known profiles: {known}")
-    return record
+        raise UsageError(f"{path}: numerics profile {profile!r} is not one of {known}; {fix}")
+    for name, kind in (("options", dict), ("contexts", dict), ("train", dict), ("command", str)):
+        if not isinstance(record.get(name), kind):
+            raise UsageError(f"{path}: {name} is missing or malformed; {fix}")
+    return {**record, "stages": stages}
 
 
 def resolved(record: dict[str, Any]) -> dict[str, Any]:
