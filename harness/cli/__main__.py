@@ -1,0 +1,7 @@
+"""`python -m icl_bench.cli`."""
+
+import sys
+
+from icl_bench.cli import main
+
+sys.exit(main())
