@@ -11,7 +11,8 @@ from helpers import run_cli
 
 from icl_bench import Example
 from icl_bench.analyses.alignment import Recorder, metrics
-from icl_bench.analyses.alignment.analysis import AlignmentConfig, Prompter
+from icl_bench.analyses.alignment.analysis import AlignmentConfig
+from icl_bench.analyses.alignment.prompter import Prompter
 from icl_bench.core import plugins
 from icl_bench.core.store import STORE_ENV, default_root
 from icl_bench.models import decoder_layers, load

@@ -15,7 +15,6 @@ JSONL, so a fingerprint covers the contexts alone); `report` prints the non-zero
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +26,12 @@ import numpy as np
 from icl_bench.contexts.modes import MODES
 from icl_bench.contexts.pool import NoParaphrase, Pool
 from icl_bench.contexts.samplers import FellBack, Paraphrase
+from icl_bench.contexts.summaries import SUMMARY, report
 from icl_bench.core import plugins
 from icl_bench.core.embeddings import MINILM, keep_embeddings
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
-from icl_bench.core.progress import console, track
+from icl_bench.core.progress import track
 from icl_bench.core.store import Store, digest, reading
 from icl_bench.core.types import Context, Example, Paraphraser, Regime, Task
 from icl_bench.paraphrase import llm as paraphrase
@@ -40,8 +40,6 @@ STAGE_VERSION = 2  # 2: max_test caps a task's test examples, divided over its t
 # In the keys of the artifacts that show paraphrases: those built before failed paraphrases were left
 # out (when a target's paraphrase was its own input, the context held the target) are rebuilt.
 FAILED_PARAPHRASES = {"failed_paraphrases": "left out"}
-SUMMARY = "summary.json"  # test/summary.json, train/<regime>.summary.json
-SHOWN = 5  # target ids named per line on stderr
 
 
 @dataclass(frozen=True)
@@ -286,51 +284,6 @@ def write_training_set(task: Task, pool: Pool, regime: Regime, config: ContextCo
         "failed_ids": failed,
     }
     write_json(out / "train" / f"{regime.name}.{SUMMARY}", summary)
-
-
-def summary_lines(folder: Path) -> list[str]:
-    """The non-zero counts of failed paraphrases in a context artifact's summaries, one line each."""
-    lines = []
-    test = folder / "test" / SUMMARY
-    if test.is_file():
-        data = json.loads(test.read_text())
-        for split, row in data["paraphrase_mode"].items():
-            if row["left_out"]:
-                lines.append(
-                    f"{data['task']}/{split}: {row['left_out']} of {row['targets']} targets left out of the "
-                    f"paraphrase mode (no paraphrase but their own input): {_ids(row['left_out_ids'])}"
-                )
-    for path in sorted((folder / "train").glob(f"*.{SUMMARY}")):
-        data = json.loads(path.read_text())
-        where, n, ids = f"{data['task']}: {data['regime']}", data["instances"], _ids(data["failed_ids"])
-        if data["fell_back"]:
-            samplers = ", ".join(data["fell_back_to"])
-            lines.append(
-                f"{where}: {data['fell_back']} of {n} training instances fell back from a paraphrase to "
-                f"{samplers} (no paraphrase but their own input: {ids})"
-            )
-        if data["left_out"]:
-            lines.append(
-                f"{where}: {data['left_out']} of {n} training instances left out (no paraphrase: {ids})"
-            )
-        if data["not_augmented"]:
-            lines.append(
-                f"{where}: {data['not_augmented']} of {data['targets']} targets add no paraphrase to the "
-                f"augmented pool (none but their own input: {ids})"
-            )
-    return lines
-
-
-def _ids(ids: Sequence[str]) -> str:
-    shown = ", ".join(ids[:SHOWN])
-    return shown + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
-
-
-def report(folders: Sequence[Path]) -> None:
-    """Print on stderr what failed paraphrases cost the context artifacts in `folders` (nothing if none)."""
-    for folder in folders:
-        for line in summary_lines(folder):
-            console.print(line, highlight=False, soft_wrap=True)
 
 
 def write_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, out: Path) -> str:
