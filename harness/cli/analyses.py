@@ -94,9 +94,9 @@ def cmd_analyze(args: argparse.Namespace) -> None:
     from icl_bench.analyses.alignment import AlignmentConfig, analyze, render
     from icl_bench.analyses.alignment.analysis import FINE_TUNED, demonstrations
     from icl_bench.analyses.alignment.report import rich_table
-    from icl_bench.core.files import write_atomic
     from icl_bench.core.progress import out, quiet_libraries
     from icl_bench.models import resolve
+    from icl_bench.report.writer import write_files
 
     quiet_libraries()
     tasks = names_in("--tasks", args.tasks, "tasks")
@@ -124,6 +124,5 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         demonstrations(plugins.tasks[name], config)
     results = [analyze(plugins.tasks[name], args.model, config, store) for name in tasks]
     out.print(rich_table(results), soft_wrap=False)
-    for name, data in render(results).items():
-        write_atomic(folder / name, data)
-        print(folder / name)
+    for path in write_files(folder, render(results)):
+        print(path)

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from icl_bench.core.files import write_atomic
 from icl_bench.report.board import board
 from icl_bench.report.plots import plot_png
 from icl_bench.report.tables import Grid, csv_text, decimals, grids, json_text, markdown
+from icl_bench.report.writer import write_files
 from icl_bench.score import verdicts
 from icl_bench.score.bins import BINS
 from icl_bench.score.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
@@ -58,11 +58,7 @@ def write_leaderboard(results: Path, out: Path, bootstrap: Bootstrap = DEFAULT_B
 
     Files of tasks no longer in `results` are left alone (`check_leaderboard` reports them).
     """
-    files = render(results, bootstrap)
-    out = Path(out)
-    for name, data in files.items():
-        write_atomic(out / name, data)
-    return [out / name for name in files]
+    return write_files(out, render(results, bootstrap))
 
 
 def check_leaderboard(results: Path, out: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> list[str]:

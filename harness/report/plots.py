@@ -5,12 +5,12 @@ equal inputs on one matplotlib version.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.report.board import regime_key
 from icl_bench.report.tables import grids
+from icl_bench.report.writer import png_bytes
 from icl_bench.score.bins import BINS
 from icl_bench.score.summary import TaskSummary, baseline_key
 
@@ -74,6 +74,4 @@ def plot_png(summary: TaskSummary) -> bytes:
         order = [r for r in (*regimes, *(f"{b} (baseline)" for b in references)) if r in handles]
         if order:
             fig.legend([handles[r] for r in order], order, loc="outside right upper", fontsize=8)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+        return png_bytes(fig)

@@ -7,8 +7,8 @@ earliest dropped until the prompt fits `max_length` tokens), and each fine-tuned
 the harness's trainer on the demonstrations, one zero-shot sequence each, loss on the label; tested
 zero-shot): FT, FT-layer-causal (sequential, `icl_bench.train.objectives.layer_causal_steps`) and the
 same with gradient clipping.  Predictions are the label word with the highest log-likelihood.  The
-recordings of `hooks.py` give SimAOU and SimAM per layer, each beside its null (`metrics.py`); every interval is a
-percentile bootstrap over test examples (`icl_bench.score.bootstrap`).
+recordings of `hooks.py` give SimAOU and SimAM per layer, each beside its null (`metrics.py`); every
+interval is a percentile bootstrap over test examples (`icl_bench.score.bootstrap`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Deterministic bytes for equal results."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ import numpy as np
 
 from icl_bench.analyses.alignment import paper
 from icl_bench.analyses.alignment.analysis import FINE_TUNED, TaskAlignment
+from icl_bench.report.writer import png_bytes
 
 LABELS = {"ft": "FT", "ft-layer-causal": "Layer Causal FT", "ft-layer-causal-clip": "Layer Causal FT, clip"}
 SHORT = {"ft": "FT", "ft-layer-causal": "LC", "ft-layer-causal-clip": "LCc"}
@@ -267,9 +267,7 @@ def heatmap_png(result: TaskAlignment) -> bytes:
             ax.set_ylabel("layer")
             fig.colorbar(image, ax=ax, label="log10 gradient L2 norm")
         fig.suptitle(f"{result.task}, {result.model}: per-layer gradient norms", fontsize=10)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+        return png_bytes(fig)
 
 
 def render(results: Sequence[TaskAlignment]) -> dict[str, bytes]:

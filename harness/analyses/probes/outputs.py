@@ -4,7 +4,6 @@ probes.png (the paper's Figure 4), and shown as terminal tables."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -15,8 +14,8 @@ from typing import Any
 from icl_bench.analyses.probes.claims import Probed, State, probe_claims
 from icl_bench.analyses.probes.contexts import DIGITS
 from icl_bench.analyses.probes.scores import LABELS, MIN_LABELS, NOT_DEFINED, PROBES
-from icl_bench.core.files import write_atomic
 from icl_bench.core.names import BASE
+from icl_bench.report.writer import png_bytes, write_files
 from icl_bench.score import claims
 from icl_bench.score.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap
 from icl_bench.score.summary import cell
@@ -248,9 +247,7 @@ def plot_png(reports: Sequence[Report]) -> bytes:
             fig.legend([handles[regime] for regime in order], order, loc="outside right upper", fontsize=8)
         if len(reports) == 1:
             fig.suptitle(f"{reports[0].probed.task}, {reports[0].probed.model}", fontsize=11)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+        return png_bytes(fig)
 
 
 def render(reports: Sequence[Report], bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> dict:
@@ -263,10 +260,7 @@ def render(reports: Sequence[Report], bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) 
 
 
 def write_probes(reports: Sequence[Report], out: Path) -> list[Path]:
-    files = render(reports)
-    for name, data in files.items():
-        write_atomic(Path(out) / name, data)
-    return [Path(out) / name for name in files]
+    return write_files(out, render(reports))
 
 
 def _terminal_text(rep: Report, state: State, probe: str) -> str:

@@ -6,7 +6,6 @@ terminal."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -30,6 +29,7 @@ from icl_bench.analyses.theory.config import (
     TRAIN_REGIMES,
 )
 from icl_bench.analyses.theory.results import Cell, Claim, TheoryResult
+from icl_bench.report.writer import png_bytes, write_files
 
 
 def _round(value: float) -> float:
@@ -289,9 +289,7 @@ def plot_png(result: TheoryResult) -> bytes:
         bars.set_title("in-weights path (fhat) by test regime", fontsize=10)
         bars.legend(title="test regime", fontsize=8, title_fontsize=8, loc="upper center", ncols=3)
         bars.grid(axis="y", alpha=0.3)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+        return png_bytes(fig)
 
 
 def render(result: TheoryResult) -> dict[str, bytes]:
@@ -304,12 +302,7 @@ def render(result: TheoryResult) -> dict[str, bytes]:
 
 def write_theory(result: TheoryResult, out: Path) -> list[Path]:
     """Write theory.json, theory.md and theory.png into `out`; return the paths written."""
-    from icl_bench.core.files import write_atomic
-
-    files = render(result)
-    for name, data in files.items():
-        write_atomic(Path(out) / name, data)
-    return [Path(out) / name for name in files]
+    return write_files(out, render(result))
 
 
 def rich_tables(result: TheoryResult) -> list[Any]:
