@@ -124,3 +124,11 @@ def test_the_public_module_paths_of_plugins_keep_working():
     legacy = {f"icl_bench.{old}" for old in icl_bench.PUBLIC_PATHS}
     internal = sorted(f"{name} imports {t}" for name, ts in graph().items() for t in ts if t in legacy)
     assert not internal, internal
+
+
+def test_tests_mirror_the_stages():
+    """tests/ has one folder per stage package (plus tasks/ for the task plugins), and no stray test."""
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders <= {*FLOW, "tasks"}, sorted(folders - {*FLOW, "tasks"})
+    assert [p.name for p in tests.glob("test_*.py")] == [Path(__file__).name]

@@ -112,7 +112,7 @@ def test_top_indices_against_full_sort():
 
 def test_benchmark_script_runs_small():
     """tests/benchmarks/bench_contexts.py at toy size: it runs, and both paths pick the same top-k."""
-    script = Path(__file__).parent / "benchmarks" / "bench_contexts.py"
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_contexts.py"
     args = ["--pool", "600", "--targets", "40", "--vocab", "3000"]
     result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

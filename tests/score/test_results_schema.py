@@ -9,7 +9,7 @@ import pytest
 from icl_bench.core.errors import UsageError
 from icl_bench.score.results import load_results
 
-SUITE = Path(__file__).parent.parent / "leaderboards" / "default" / "results"
+SUITE = Path(__file__).parents[2] / "leaderboards" / "default" / "results"
 
 
 @pytest.fixture
