@@ -1,4 +1,5 @@
-"""The plugin manager: built-ins first, then every `icl_bench` entry point; and the registries."""
+"""The plugin manager, filled from the `icl_bench` entry points in setup.cfg (the harness's own
+plugins are declared there like any third party's), and the registries."""
 
 from __future__ import annotations
 
@@ -15,22 +16,14 @@ from icl_bench.core.errors import UsageError, unknown
 
 T = TypeVar("T")
 
-BUILTINS = (
-    "icl_bench.evaluate.metrics",
-    "icl_bench.models",
-    "icl_bench.paraphrase.llm",
-    "icl_bench.paraphrase.synonyms",
-)
 
 pm = pluggy.PluginManager("icl_bench")
 pm.add_hookspecs(hookspecs)
 
 
 def _load() -> None:
-    """Register built-ins, then entry points; a plugin that fails to import is reported and skipped."""
-    for module in BUILTINS:
-        if pm.get_plugin(module) is None:
-            pm.register(importlib.import_module(module), name=module)
+    """Register every `icl_bench` entry point, the harness's own plugins (models, metrics, paraphrasers)
+    as well as third parties'; a plugin that fails to import is reported and skipped."""
     for entry in importlib.metadata.entry_points(group="icl_bench"):
         if pm.get_plugin(entry.name) is not None or pm.is_blocked(entry.name):
             continue
