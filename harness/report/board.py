@@ -51,10 +51,22 @@ def board(results: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> Board:
         )
         for task in tasks
     }
-    plan_path = Path(results).parent / PLAN_FILE
-    plan = json.loads(plan_path.read_text(encoding="utf-8")) if plan_path.is_file() else None
+    plan = read_plan_record(Path(results).parent / PLAN_FILE)
     environments = read_environments(Path(results))
     return Board(summaries, verdicts, margins, environments, bootstrap, plan)
+
+
+def read_plan_record(path: Path) -> dict[str, Any] | None:
+    """The suite's plan.json as a table shows it (None when there is none); one line when unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = None
+    if not isinstance(record, dict):
+        raise UsageError(f"{path} is malformed; remake the suite with the command that made it, or delete it")
+    return record
 
 
 def read_environments(results: Path) -> dict[tuple[str, str, str, str], dict[str, Any] | None]:

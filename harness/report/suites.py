@@ -18,11 +18,15 @@ from icl_bench.report.board import PLAN_FILE, regime_key
 
 def plan_markdown(record: dict[str, Any]) -> list[str]:
     """The leaderboard's lines on how the suite was made (none for a plan without a command)."""
-    if not record.get("command"):
+    if not isinstance(record.get("command"), str):
         return []
+    numerics = record.get("numerics") if isinstance(record.get("numerics"), dict) else {}
+    made = [f"numerics {numerics['key']}"] if "key" in numerics else []
+    made += [f"icl-bench {record['icl_bench']}"] if "icl_bench" in record else []
     return [
-        f"Made by `{record['command']}` (numerics {record['numerics']['key']}, icl-bench "
-        f"{record['icl_bench']}); `icl-bench reproduce` remakes it from `{PLAN_FILE}`.",
+        f"Made by `{record['command']}`"
+        + (f" ({', '.join(made)})" if made else "")
+        + f"; `icl-bench reproduce` remakes it from `{PLAN_FILE}`.",
         "",
     ]
 

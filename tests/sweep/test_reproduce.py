@@ -191,3 +191,16 @@ def test_a_profile_that_cannot_take_effect_is_refused():
     with pytest.raises(UsageError, match="must be set before torch loads"):
         os.environ["OMP_NUM_THREADS"] = "3"
         numerics.apply("portable")
+
+
+def test_a_damaged_plan_stops_the_leaderboard_in_one_line(suite, tmp_path, capsys):
+    _, out = suite
+    copied = copy_of(out, tmp_path)
+    (copied / "plan.json").write_text("[1, 2")
+    assert cli.main(["leaderboard", "--results", str(copied / "results"), "--out", str(copied)]) == 2
+    assert "plan.json is malformed" in capsys.readouterr().err
+    (copied / "plan.json").write_text(
+        json.dumps({"command": "icl-bench run"})
+    )  # fields missing: shown as far as known
+    assert cli.main(["leaderboard", "--results", str(copied / "results"), "--out", str(copied)]) == 0
+    assert "Made by `icl-bench run`; `icl-bench reproduce`" in (copied / "leaderboard.md").read_text()
