@@ -61,8 +61,12 @@ class _PublicPath(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports `icl_bench.<old>` as the module now at `icl_bench.<new>` (the same module object)."""
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> ModuleSpec | None:
-        old = name.removeprefix(f"{__name__}.")
-        return importlib.util.spec_from_loader(name, self) if old in PUBLIC_PATHS else None
+        package, _, old = name.rpartition(".")
+        return (
+            importlib.util.spec_from_loader(name, self)
+            if (package, old in PUBLIC_PATHS) == (__name__, True)
+            else None
+        )
 
     def __init__(self) -> None:
         self.specs: dict[str, ModuleSpec | None] = {}  # alias -> the module's own spec
@@ -85,4 +89,5 @@ def __getattr__(name: str) -> ModuleType:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-sys.meta_path.insert(0, _PublicPath())
+if not any(type(finder).__name__ == _PublicPath.__name__ for finder in sys.meta_path):  # once, reloads too
+    sys.meta_path.insert(0, _PublicPath())

@@ -31,10 +31,9 @@ from pathlib import Path
 
 from icl_bench import Example, Generation, Paraphraser, Task, hookimpl
 from icl_bench.errors import UsageError, unknown
+from icl_bench.tasks.prompts import numbered_prompt
 from icl_bench.types import Metric
 from icl_bench.validate import Rows
-
-from icl_bench.tasks.prompts import numbered_prompt
 
 LANGUAGES = {"es": "Spanish", "de": "German", "fr": "French"}
 MTOP_ENV = "ICL_BENCH_MTOP"

@@ -121,6 +121,12 @@ def test_the_public_module_paths_of_plugins_keep_working():
         moved = importlib.import_module(f"icl_bench.{new}")
         assert importlib.import_module(f"icl_bench.{old}") is moved is getattr(icl_bench, old)
         assert moved.__spec__.name == f"icl_bench.{new}"
+    import sys
+
+    sys.modules.pop("validate", None)  # an unrelated top-level module of the same name still imports
+    assert importlib.util.find_spec("validate") is None or "icl_bench" not in str(
+        importlib.util.find_spec("validate")
+    )
     legacy = {f"icl_bench.{old}" for old in icl_bench.PUBLIC_PATHS}
     internal = sorted(f"{name} imports {t}" for name, ts in graph().items() for t in ts if t in legacy)
     assert not internal, internal

@@ -25,7 +25,16 @@ def _load() -> None:
     """Register every `icl_bench` entry point, the harness's own plugins (models, metrics, paraphrasers)
     as well as third parties'; a plugin that fails to import is reported and skipped."""
     for entry in importlib.metadata.entry_points(group="icl_bench"):
-        if pm.get_plugin(entry.name) is not None or pm.is_blocked(entry.name):
+        if pm.is_blocked(entry.name):
+            continue
+        if (found := pm.get_plugin(entry.name)) is not None:
+            if getattr(found, "__name__", entry.value) != entry.value:  # two plugins, one name: say so
+                print(
+                    f"icl-bench: skipped plugin {entry.name!r} ({entry.value}): the name is taken by "
+                    f"{found.__name__}; rename the entry point",
+                    file=sys.stderr,
+                )
+                pm.set_blocked(entry.name)
             continue
         try:
             pm.register(entry.load(), name=entry.name)

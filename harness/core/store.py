@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from icl_bench.core.errors import UsageError
-from icl_bench.core.files import file_sha256, write_atomic, write_json
+from icl_bench.core.files import (  # fingerprint, read_jsonl, write_jsonl: public as icl_bench.store names
+    file_sha256,
+    fingerprint,  # noqa: F401
+    read_jsonl,  # noqa: F401
+    write_atomic,
+    write_json,
+    write_jsonl,  # noqa: F401
+)
 
 STORE_ENV = "ICL_BENCH_STORE"
 MANIFEST = "manifest.json"

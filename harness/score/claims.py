@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 
 from icl_bench.core.names import BASE
 from icl_bench.core.types import BASELINE_MODEL
+from icl_bench.score import paired
 from icl_bench.score.baselines import ORDER
 from icl_bench.score.bins import bin_of
-from icl_bench.score.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, Corpus
+from icl_bench.score.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, Corpus, Estimate, contrast
 from icl_bench.score.paired import (
     VERDICTS,
     Claim,
@@ -36,8 +37,6 @@ from icl_bench.score.paired import (
     Verdict,
     better,
     combine,
-    estimate,
-    judge,
     outcome,
     verdict,
 )
@@ -54,6 +53,7 @@ __all__ = [
     "Claim",
     "ClaimVerdict",
     "Comparison",
+    "Estimate",
     "Outcome",
     "Relation",
     "Scores",
@@ -63,6 +63,7 @@ __all__ = [
     "as_json",
     "better",
     "combine",
+    "contrast",
     "estimate",
     "judge",
     "markdown",
@@ -74,6 +75,37 @@ __all__ = [
     "task_verdicts",
     "verdict",
 ]
+
+
+def judge(
+    claims: Sequence[Claim],
+    scores: Scores,
+    margin: float = 0.0,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    corpus: Corpus | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
+) -> list[ClaimVerdict]:
+    """Every claim's comparisons on `scores`, and each claim's combined verdict.  The signature plugins
+    are written against (`icl_bench.claims.judge`); `bootstrap` stands for resamples, level and seed."""
+    return paired.judge(claims, scores, margin, bootstrap or Bootstrap(resamples, level, seed), corpus)
+
+
+def estimate(
+    comparison: Comparison,
+    scores: Scores,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+    corpus: Corpus | None = None,
+    *,
+    bootstrap: Bootstrap | None = None,
+) -> Estimate | None:
+    """The paired contrast of `comparison` with its CI (`paired.estimate`), in the public signature."""
+    return paired.estimate(comparison, scores, bootstrap or Bootstrap(resamples, level, seed), corpus)
+
 
 MARGIN = 0.01  # ">=" holds when the CI's lower end > -MARGIN x the metric's scale (SPEC 7, a choice)
 
@@ -187,6 +219,6 @@ def task_verdicts(
         # C1 always names the harness's own baselines: results without them cannot show learning
         baselines = sorted({*ORDER, *(name for name, _ in references)}, key=baseline_key)
         claimed = paper_claims(ran, baselines)
-        judged = judge(claimed, {**references, **scores}, margin, bootstrap, corpus)
+        judged = paired.judge(claimed, {**references, **scores}, margin, bootstrap, corpus)
         out.append(Verdicts(task, model, split, tuple(judged)))
     return out

@@ -196,6 +196,17 @@ def test_broken_plugin_is_reported_in_one_line(site, tmp_path):
     assert "'broken'" in lines[0] and "broken_plugin" in lines[0]
 
 
+def test_a_plugin_named_like_a_builtin_neither_replaces_it_nor_is_dropped_silently(site, tmp_path):
+    """The harness's own plugins are entry points named by their module path: a third party's `models`
+    adds to them; a second plugin under a taken name is reported and skipped."""
+    install(site, "mymodels_plugin", "", entry="models")
+    install(site, "other_models_plugin", "", entry="models")
+    listed = run_cli("list", "models", "--json", cwd=tmp_path / "work", pythonpath=site)
+    assert listed.returncode == 0
+    assert {"smollm2-135m", "tiny"} <= {m["name"] for m in json.loads(listed.stdout)["models"]}
+    assert "the name is taken by" in listed.stderr and "rename the entry point" in listed.stderr
+
+
 def test_registry_lookup_errors_list_known_names():
     with pytest.raises(UsageError, match=r"unknown task 'nope'; known tasks: .*synthetic-alignment"):
         plugins.tasks["nope"]

@@ -13,7 +13,6 @@ from icl_bench.core import plugins
 from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.report.leaderboard import write_leaderboard
 from icl_bench.score import claims
-from icl_bench.score.bootstrap import Bootstrap
 from icl_bench.score.claims import (
     Comparison,
     Term,
@@ -166,7 +165,7 @@ def test_estimate_is_deterministic_and_seeded():
     scores = shifted(30, 0.05, 0.2, seed=6)
     comparison = Comparison("a - b", (Term("a", "all"), Term("b", "all", -1.0)), ">")
     assert estimate(comparison, scores) == estimate(comparison, scores)
-    assert estimate(comparison, scores, Bootstrap(seed=1)) != estimate(comparison, scores)
+    assert estimate(comparison, scores, seed=1) != estimate(comparison, scores)
 
 
 def records(regimes: dict[str, float], n: int = 30) -> list[Record]:

@@ -48,7 +48,7 @@ def report(probed: Probed, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> Report:
         for state in probed.states
     }
     found = probe_claims(probed.last(), defined)
-    judged = claims.judge(found, probed.scores(), claims.MARGIN, bootstrap)
+    judged = claims.judge(found, probed.scores(), claims.MARGIN, bootstrap=bootstrap)
     return Report(probed, cells, claims.Verdicts(probed.task, probed.model, probed.split, tuple(judged)))
 
 
