@@ -28,7 +28,7 @@ from icl_bench.contexts.pool import NoParaphrase, Pool
 from icl_bench.contexts.samplers import FellBack, Paraphrase
 from icl_bench.contexts.summaries import SUMMARY, report
 from icl_bench.core import plugins
-from icl_bench.core.embeddings import MINILM, keep_embeddings
+from icl_bench.core.embeddings import keep_embeddings, store_folder
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
 from icl_bench.core.progress import track
@@ -324,7 +324,7 @@ class ContextSet:
 def build_contexts(task: Task, regimes: Sequence[Regime], config: ContextConfig, store: Store) -> ContextSet:
     """The contexts artifacts for these inputs, each built once and then reused from the store."""
     check_paraphrasers(task, regimes)
-    keep_embeddings(store.root / "embeddings" / MINILM)
+    keep_embeddings(store_folder(store.root))
     base = {"task": task.name, "data": data_fingerprint(task), "config": config.key()}
     shows = {}  # the key of artifacts that show paraphrases
     if task.paraphraser:  # its version: changed paraphrases rebuild the contexts

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from icl_bench.core import numerics
 from icl_bench.core.store import sealed, sealed_root, set_aside, write_sealed
 
 
@@ -28,6 +29,12 @@ def _minilm():
 MINILM = "all-MiniLM-L6-v2"
 _EMBEDDINGS: dict[str, np.ndarray] = {}
 _KEPT: list[Path] = []  # where new embeddings are saved (at most one folder)
+
+
+def store_folder(root: Path) -> Path:
+    """Where a store keeps MiniLM embeddings: per numerics key, since the CPU kernels move their last
+    digits (and with them sim_x, max_sim and the contexts)."""
+    return root / "embeddings" / MINILM / numerics.key()
 
 
 def keep_embeddings(folder: Path) -> None:

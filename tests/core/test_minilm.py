@@ -35,7 +35,7 @@ def test_minilm_embeddings(words_task):
 def test_embeddings_kept_in_the_store_are_reused_by_a_new_process(tmp_path):
     """A second process loads the shard the first one saved and never loads the model."""
     script = (
-        "import sys, numpy as np; from pathlib import Path; from icl_bench import similarity as s\n"
+        "import sys, numpy as np; from pathlib import Path; from icl_bench.core import embeddings as s\n"
         "s.keep_embeddings(Path(sys.argv[1]))\n"
         "if sys.argv[2] == 'cached': s._minilm = None  # calling the model would now fail\n"
         f"np.save(sys.argv[3], s.minilm_embed({SENTENCES[:3]!r}))\n"
@@ -56,7 +56,7 @@ def test_a_truncated_shard_is_moved_aside_and_recomputed_by_the_model(tmp_path):
     """The zipfile.BadZipFile of a cut shard is now one line on stderr and a recomputation, with the
     same vectors as the first process made."""
     script = (
-        "import sys, numpy as np; from pathlib import Path; from icl_bench import similarity as s\n"
+        "import sys, numpy as np; from pathlib import Path; from icl_bench.core import embeddings as s\n"
         "s.keep_embeddings(Path(sys.argv[1]))\n"
         f"np.save(sys.argv[2], s.minilm_embed({SENTENCES[:3]!r}))\n"
     )

@@ -23,7 +23,7 @@ from icl_bench.contexts.build import (
 )
 from icl_bench.contexts.modes import MODES
 from icl_bench.contexts.pool import NoParaphrase, Pool
-from icl_bench.core.embeddings import MINILM, keep_embeddings
+from icl_bench.core.embeddings import keep_embeddings, store_folder
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import read_jsonl, write_jsonl
 from icl_bench.core.store import Store
@@ -148,7 +148,7 @@ def read_items(folder: Path) -> list[ProbeItem]:
 def build_probe_contexts(task: Task, config: ContextConfig, store: Store, examples: int) -> Path:
     """The probe-contexts artifact of (task data, paraphrasers, context config, N), built once."""
     check_task(task, config.k)
-    keep_embeddings(store.root / "embeddings" / MINILM)
+    keep_embeddings(store_folder(store.root))
     inputs = {
         "task": task.name,
         "data": data_fingerprint(task),
