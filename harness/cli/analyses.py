@@ -3,31 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from icl_bench.cli.commands import store_of
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.validate import check_writable, names_in
-
-if TYPE_CHECKING:
-    pass
-
-from icl_bench.cli.commands import store_of
 
 
 def cmd_reproduce(args: argparse.Namespace) -> None:
     """Rerun a suite's plan (its run, then each later stage) into a scratch folder on a fresh store
     unless --store, then compare; the rerun's own output goes to stderr, the comparison to stdout; exit
     1 when it does not reproduce."""
-    import contextlib
     import tempfile
 
     from icl_bench.core.progress import console, out
     from icl_bench.sweep.record import command_line, lock_sha256, read_plan
-    from icl_bench.sweep.reproduce import compare, scratch_folders, summary_rows
+    from icl_bench.sweep.reproduce import compare, remake, scratch_folders, summary_rows
 
     suite = Path(args.suite)
     recorded = read_plan(suite)
@@ -37,19 +30,17 @@ def cmd_reproduce(args: argparse.Namespace) -> None:
     remade, store = scratch_folders(suite, scratch, args.store)
     if lock_sha256() != recorded.get("constraints_sha256"):
         console.print("[yellow]warning[/] constraints.txt differs from the suite's lock: expect other bytes")
-    for argv in (recorded["argv"], *recorded["stages"]):
+
+    def execute(argv: list[str]) -> None:
         try:
             inner = args.parser().parse_args(argv)
         except UsageError as error:
             raise UsageError(f"{suite}/plan.json: `{command_line(argv)}`: {error}") from None
         inner.argv, inner.out, inner.store = tuple(argv), str(remade), str(store)
         inner.precision = recorded["options"].get("precision", inner.precision)  # as resolved then
-        console.print(f"reproduce {suite}: `{command_line(argv)}` into {remade} (store {store})")
-        with contextlib.redirect_stdout(sys.stderr):
-            try:
-                inner.func(inner)
-            except SystemExit as stop:  # failed trainings: compared like the rest (their files are missing)
-                console.print(f"[yellow]the rerun exited with {stop.code}[/]")
+        inner.func(inner)
+
+    remake(suite, recorded, remade, execute)
     result = compare(suite, remade)
     out.print(reproduce_table(suite, summary_rows(result)), soft_wrap=False)
     for check in result.files:
@@ -92,10 +83,9 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 def cmd_analyze(args: argparse.Namespace) -> None:
     from icl_bench.analyses.alignment import AlignmentConfig, analyze, render
-    from icl_bench.analyses.alignment.analysis import FINE_TUNED, demonstrations
+    from icl_bench.analyses.alignment.analysis import check_analysis
     from icl_bench.analyses.alignment.report import rich_table
     from icl_bench.core.progress import out, quiet_libraries
-    from icl_bench.models import resolve
     from icl_bench.report.writer import write_files
 
     quiet_libraries()
@@ -111,17 +101,7 @@ def cmd_analyze(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate or defaults.learning_rate,
         epochs=args.epochs or defaults.epochs,
     )
-    for name in tasks:  # every task a classification task, before any task's data is fetched
-        if not plugins.tasks[name].choices:
-            raise UsageError(
-                f"analyze ft-vs-icl needs a classification task (label choices); {name} has none"
-            )
-    for setting in FINE_TUNED:  # the fine-tuning configs (seed, ...), before any data or training
-        config.train_config(setting)
-    resolve(args.model)
-    for name in tasks:  # every task's data and k demonstrations, before any training
-        plugins.tasks[name].check()
-        demonstrations(plugins.tasks[name], config)
+    check_analysis([plugins.tasks[name] for name in tasks], args.model, config)
     results = [analyze(plugins.tasks[name], args.model, config, store) for name in tasks]
     out.print(rich_table(results), soft_wrap=False)
     for path in write_files(folder, render(results)):

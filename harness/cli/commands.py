@@ -110,7 +110,6 @@ def cmd_paraphrase(args: argparse.Namespace) -> None:
 def plan_of(args: argparse.Namespace):
     """The sweep the options describe, with --store and --out checked writable (neither created) before
     any work."""
-    from icl_bench.core.names import MAIN_REGIMES
     from icl_bench.core.progress import quiet_libraries
     from icl_bench.sweep.plan import Plan, resolve_regimes
 
@@ -123,11 +122,10 @@ def plan_of(args: argparse.Namespace):
         raise UsageError(
             "--hostfile is read by the deepspeed launcher only; add --launcher deepspeed or drop it"
         )
-    spec = ",".join(MAIN_REGIMES) if args.regimes == "main" else args.regimes
     plan = Plan(
         models=names_in("--models", args.models, "models"),
         tasks=names_in("--tasks", args.tasks, "tasks"),
-        regimes=resolve_regimes(spec, args.set),
+        regimes=resolve_regimes(args.regimes, args.set),
         size=args.size,
         seed=args.seed,
         k=args.k,

@@ -15,6 +15,7 @@ from pathlib import Path
 from icl_bench.contexts.build import ContextConfig
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
+from icl_bench.core.names import MAIN_REGIMES
 from icl_bench.core.types import Regime
 from icl_bench.core.validate import is_number, names_in
 from icl_bench.paraphrase import llm as paraphrase
@@ -160,8 +161,9 @@ def has_context(regime: Regime) -> bool:
 
 
 def resolve_regimes(spec: str, settings: Sequence[str] = ()) -> list[Regime]:
-    """`all` or comma-separated names, each optionally reconfigured by `--set regime.field=value`;
-    every value checked here, before any work."""
+    """`main` (the paper's four), `all` or comma-separated names, each optionally reconfigured by
+    `--set regime.field=value`; every value checked here, before any work."""
+    spec = ",".join(MAIN_REGIMES) if spec == "main" else spec
     chosen = list(plugins.regimes) if spec == "all" else names_in("--regimes", spec, "regimes")
     regimes = {name: plugins.regimes[name] for name in chosen}
     filtered: dict[str, str] = {}  # regime -> the --set of its min_mean_sim

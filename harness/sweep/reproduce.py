@@ -10,17 +10,20 @@ bytes on the same lock and numerics profile (`icl_bench.core.numerics`).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icl_bench.core.errors import UsageError
+from icl_bench.core.progress import console
 from icl_bench.core.validate import check_writable
 from icl_bench.report.board import board
 from icl_bench.sweep.record import FILE as PLAN_FILE
-from icl_bench.sweep.record import resolved
+from icl_bench.sweep.record import command_line, resolved
 
 Key = tuple[str, ...]
 ENVIRONMENT = "environment.json"  # recorded beside results: versions and device, not results
@@ -104,6 +107,19 @@ def scratch_folders(suite: Path, out: Path, store: str | None) -> tuple[Path, Pa
     if taken:
         raise UsageError(f"{taken[0]} exists: a remake starts empty; pass an empty --out")
     return remade, Path(store) if store else fresh
+
+
+def remake(suite: Path, recorded: dict[str, Any], remade: Path, execute: Callable[[list[str]], None]) -> None:
+    """Rerun the plan's `run`, then each later stage in order, into `remade` through `execute` (the
+    CLI parses a command and runs it); their own output goes to stderr, and a rerun that fails (a
+    training that diverged) is reported and compared like the rest, its files missing."""
+    for argv in (recorded["argv"], *recorded["stages"]):
+        console.print(f"reproduce {suite}: `{command_line(argv)}` into {remade}")
+        with contextlib.redirect_stdout(sys.stderr):
+            try:
+                execute(argv)
+            except SystemExit as stop:
+                console.print(f"[yellow]the rerun exited with {stop.code}[/]")
 
 
 def compare(committed: Path, remade: Path) -> Comparison:

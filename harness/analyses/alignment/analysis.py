@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from icl_bench.analyses.alignment import metrics
+from icl_bench.analyses.alignment.config import FINE_TUNED, LAYER_ORDER, AlignmentConfig
 from icl_bench.analyses.alignment.hooks import Recorder, Recording
 from icl_bench.analyses.alignment.prompter import Prompter, align_queries, shared_prefix
 from icl_bench.core.errors import UsageError
@@ -35,60 +36,6 @@ from icl_bench.core.store import Store
 from icl_bench.core.types import Example, Task
 from icl_bench.models import ModelSpec
 from icl_bench.score.bootstrap import Bootstrap, Estimate, contrast, weights
-
-FINE_TUNED = {  # setting -> (objective, uses the config's clip)
-    "ft": ("causal-lm", False),
-    "ft-layer-causal": ("layer-causal", False),
-    "ft-layer-causal-clip": ("layer-causal", True),
-}
-LAYER_ORDER = "sequential"  # in the key of every layer-causal model: the simultaneous ones came before
-
-
-@dataclass(frozen=True)
-class AlignmentConfig:
-    """The analysis' choices: k demonstrations (the paper's 32), test examples (None: all), and the
-    fine-tuning of Dai et al.: full-rank key/value projections only, SGD (choice: 3 epochs of batches of
-    4 at learning rate 0.01); `resamples` bootstrap resamples of the test examples for every interval.
-
-    `clip` is the clipped layer-causal setting's.  The paper clips at 12.0 in l-infinity norm, a value
-    for its 1.3B model: here it would act on one layer step of 720, hardly a clip.  Chosen before any
-    alignment result was computed, by a rule fixed in advance: run
-    the unclipped layer-causal fine-tuning of the default analysis (smollm2-135m, mr-offline, k = 32,
-    seed 0), take each layer step's gradient l-infinity norm (`layer_grad_linf` in its train log, 24
-    steps x 30 layers) and clip at their median, rounded to two significant digits, so the clip acts on
-    about half of the layer steps, those with the largest gradients (the paper clips because the lower
-    layers' layer-causal gradients are larger).  Measured: median 0.812 (quartiles 0.575 and 1.17;
-    largest 13.4, layer 0 at the first step, the only layer step above the paper's 12.0), so `linf:0.81`,
-    which acts on 360 of the 720 layer steps of the unclipped run."""
-
-    k: int = 32
-    max_test: int | None = None
-    seed: int = 0
-    epochs: int = 3
-    batch_size: int = 4
-    learning_rate: float = 0.01
-    optim: str = "sgd"
-    adapt: str = "key-value"
-    clip: str = "linf:0.81"
-    precision: str = "auto"
-    max_length: int = 2048
-    resamples: int = 1000
-
-    def train_config(self, setting: str):
-        from icl_bench.train.config import TrainConfig
-
-        objective, clipped = FINE_TUNED[setting]
-        return TrainConfig(
-            adapt=self.adapt,
-            optim=self.optim,
-            objective=objective,
-            clip=self.clip if clipped else "none",  # SGD as Dai et al.: no clipping
-            learning_rate=self.learning_rate,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            precision=self.precision,
-        )
 
 
 @dataclass
@@ -299,6 +246,25 @@ def clip_statistics(log: dict[str, Any]) -> dict[str, Any]:
             "min": float(np.min(linf)),
         }
     return out
+
+
+def check_analysis(tasks: Sequence[Task], model_name: str, config: AlignmentConfig) -> None:
+    """Everything that can fail before any training, in one line each: every task a classification task
+    (before any data is fetched), the fine-tuning configs, the model, each task's data and its k
+    demonstrations."""
+    from icl_bench.models import resolve
+
+    for task in tasks:
+        if not task.choices:
+            raise UsageError(
+                f"analyze ft-vs-icl needs a classification task (label choices); {task.name} has none"
+            )
+    for setting in FINE_TUNED:
+        config.train_config(setting)
+    resolve(model_name)
+    for task in tasks:
+        task.check()
+        demonstrations(task, config)
 
 
 def analyze(task: Task, model_name: str, config: AlignmentConfig, store: Store) -> TaskAlignment:
