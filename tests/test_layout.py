@@ -151,7 +151,6 @@ def test_plugins_import_only_the_public_api():
     import icl_bench
 
     public = {
-        FACADE,
         *(f"{FACADE}.{old}" for old in icl_bench.PUBLIC_PATHS),
         f"{FACADE}.tasks",
         f"{FACADE}.regimes",
