@@ -142,7 +142,7 @@ def plan_of(args: argparse.Namespace):
         paraphrase_model=args.paraphrase_model,
         metric=args.metric,
         precision=args.precision,
-        command=tuple(args.argv),
+        command=tuple(getattr(args, "argv", ())),  # set by main; none when parsed elsewhere
     )
     store = store_of(args, plan.tasks)
     if getattr(args, "out", None):
