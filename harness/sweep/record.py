@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from icl_bench.sweep.plan import Plan
     from icl_bench.train.config import TrainConfig
 
-FILE = PLAN_FILE
 LOCK = Path(__file__).resolve().parents[2] / "constraints.txt"  # the lock, when installed from the repo
 
 
@@ -71,7 +70,7 @@ def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: Trai
 def write_plan(folder: Path, record: dict[str, Any]) -> Path:
     """Write the plan of a `run` into the suite `folder`.  A suite that already has a plan keeps it: a
     rerun of the same command keeps its later stages, another command becomes one more stage."""
-    path = Path(folder) / FILE
+    path = Path(folder) / PLAN_FILE
     try:
         known = read_plan(folder) if path.is_file() else None
     except UsageError:  # a damaged plan is replaced by this run's
@@ -93,7 +92,7 @@ def add_stage(folder: Path, argv: Sequence[str]) -> None:
         return
     stages = record["stages"]
     if list(argv) and (not stages or stages[-1] != list(argv)):
-        write_json(Path(folder) / FILE, {**record, "stages": [*stages, list(argv)]})
+        write_json(Path(folder) / PLAN_FILE, {**record, "stages": [*stages, list(argv)]})
 
 
 def recorded_argv(argv: Sequence[str]) -> list[str]:
@@ -113,12 +112,12 @@ def recorded_argv(argv: Sequence[str]) -> list[str]:
 def read_plan(suite: Path) -> dict[str, Any]:
     """The plan recorded in `suite`, its fields checked (a `run` command, its stages, the numerics
     profile); one-line errors naming the fix otherwise.  `stages` is returned as a list."""
-    path = Path(suite) / FILE
+    path = Path(suite) / PLAN_FILE
     if not Path(suite).is_dir():
         raise UsageError(f"suite folder {suite} does not exist")
     if not path.is_file():
         raise UsageError(
-            f"{suite} has no {FILE}: it was not made by `icl-bench run` (or before plans were recorded);"
+            f"{suite} has no {PLAN_FILE}: it was not made by `icl-bench run` (or before plans were recorded);"
             f" remake it with `icl-bench run ... --out {suite}`"
         )
     fix = "remake the suite with `icl-bench run`"

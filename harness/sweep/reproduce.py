@@ -21,8 +21,7 @@ from typing import Any
 from icl_bench.core.errors import UsageError
 from icl_bench.core.progress import console
 from icl_bench.core.validate import check_writable
-from icl_bench.report.board import board
-from icl_bench.sweep.record import FILE as PLAN_FILE
+from icl_bench.report.board import PLAN_FILE, board
 from icl_bench.sweep.record import command_line, resolved
 
 Key = tuple[str, ...]
