@@ -83,9 +83,12 @@ class SyntheticAlignment(Task):
         subset_fraction: float = 0.5,
         n_subsets: int = 3,
         subset_size: int = 12,
+        alphabet_size: int = len(SYMBOLS),
     ):
-        if not 1 <= n_symbols <= subset_size <= len(SYMBOLS):
-            raise UsageError(f"task {name!r}: set 1 <= n_symbols <= subset_size <= {len(SYMBOLS)}")
+        if not 1 <= n_symbols <= subset_size <= alphabet_size <= len(SYMBOLS):
+            raise UsageError(
+                f"task {name!r}: set 1 <= n_symbols <= subset_size <= alphabet_size <= {len(SYMBOLS)}"
+            )
         suffix = "" if name == NAME else f"@{name}"
         self.name = name
         self.metric = "pfa-segment-accuracy" + suffix
@@ -96,15 +99,16 @@ class SyntheticAlignment(Task):
         # sim_x takes the values j/n (shared symbols); High = all n shared, Medium = n-1, Low = fewer.
         self.similarity_bins = ((n_symbols - 1.5) / n_symbols, (n_symbols - 0.5) / n_symbols)
         rng = random.Random(seed)
+        self.symbols = SYMBOLS[:alphabet_size]
         vocabularies: list[str] = []
-        while len(vocabularies) < len(SYMBOLS):
+        while len(vocabularies) < alphabet_size:
             letters = "".join(sorted(rng.sample(string.ascii_lowercase, 3)))
             if letters not in vocabularies:
                 vocabularies.append(letters)
         self.automata = {
-            s: PFA.random(rng, v, segment_length) for s, v in zip(SYMBOLS, vocabularies, strict=True)
+            s: PFA.random(rng, v, segment_length) for s, v in zip(self.symbols, vocabularies, strict=True)
         }
-        self.subsets = [rng.sample(SYMBOLS, subset_size) for _ in range(n_subsets)]
+        self.subsets = [rng.sample(self.symbols, subset_size) for _ in range(n_subsets)]
         self.permutation = list(range(n_symbols))
         while n_symbols > 1 and self.permutation == sorted(self.permutation):
             rng.shuffle(self.permutation)
@@ -142,7 +146,8 @@ class SyntheticAlignment(Task):
         for index in range(self.sizes[split]):
             rng = random.Random(f"{self.seed}/{split}/{index}")
             subset = rng.randrange(len(self.subsets)) if rng.random() < self.subset_fraction else None
-            symbols = rng.sample(SYMBOLS if subset is None else self.subsets[subset], len(self.permutation))
+            drawn = self.symbols if subset is None else self.subsets[subset]
+            symbols = rng.sample(drawn, len(self.permutation))
             examples.append(
                 Example(
                     f"{split}-{index:04d}",

@@ -1,16 +1,21 @@
-"""Is a default informative?  Issue 11's criteria, fixed before any claim verdict is read:
+"""Is a default informative?  Issue 21's criteria, fixed before any candidate was judged:
 
-  (a) the models learn the task in weights: zero-context fine-tuning beats the base model in the Low bin
-      (paired 95% CI of zero - base above 0);
-  (b) the base model uses its context: its score rises from Low to High (95% CI of High - Low above 0);
-  (c) the bins are measured precisely: every bin cell's 95% CI half-width <= 0.05 on a [0, 1] metric;
-  (d) the budget: <= 20 min wall and <= 6 GiB peak RSS on 2 CPU cores, fresh store.
+  (a) fine-tuning learns the task in weights: `zero` minus the better (in Low) of `base` and the best
+      trivial baseline, paired, in the Low bin: 95% CI above 0 and point estimate >= 0.05;
+  (b) the base model uses related context: `base` in High minus `base` in Low: 95% CI above 0;
+  (c) precision: every mode and bin cell of every regime has a 95% CI half-width <= 0.05 ([0, 1] scale);
+  (d) the budget: `icl-bench run` on a fresh store, 2 CPU cores, float32: <= 20 min wall, <= 6 GiB peak;
+  (e) no collapse: on a generation task every fine-tuned regime's predictions take at least half as
+      many distinct values as the references of the same records do.
+
+Every interval resamples test examples (`icl_bench.claims.estimate`, the leaderboard's cells).  The
+claims' verdicts are not read here: they never enter the choice of a default.
 
     python tests/benchmarks/bench_default.py --suite leaderboards/default     # judge a suite's results
     python tests/benchmarks/bench_default.py -- --tasks mr-offline --size default   # run, then judge
 
 A run goes to a fresh temporary store (its wall time and peak RSS are (d)); a suite is judged on (a)-(c)
-from its per-sample results (no run: (d) unknown).  One line per task and model.
+and (e) from its results (no run: (d) unknown).  One row per task and model; exit 1 when one fails.
 """
 
 from __future__ import annotations
@@ -22,31 +27,95 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from icl_bench.core import plugins
+from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.report.board import metric_scale
 from icl_bench.score import claims
+from icl_bench.score.bootstrap import Estimate
 from icl_bench.score.claims import Comparison, Term
-from icl_bench.score.results import load_results
+from icl_bench.score.results import TaskResults, load_results
 
-WALL_S, RSS_GIB, HALF_WIDTH = 20 * 60, 6.0, 0.05
+WALL_S, RSS_GIB, HALF_WIDTH, MIN_GAIN, MIN_DISTINCT = 20 * 60, 6.0, 0.05, 0.05, 0.5
 
 
-def judge_suite(suite: Path) -> list[dict]:
-    """(a)-(c) per (task, model) of a suite folder (its results/ and leaderboard.json)."""
+@dataclass(frozen=True)
+class Judged:
+    """One (task, model) of a suite against (a)-(c) and (e); values on the metric's [0, 1] scale."""
+
+    task: str
+    model: str
+    rival: str  # the better of base and the best trivial baseline in Low
+    a: Estimate | None
+    b: Estimate | None
+    c: float  # the widest half-width over every mode and bin cell of every regime
+    widest: str  # which cell
+    e: float | None  # the lowest distinct-prediction ratio of a fine-tuned regime (None: choice task)
+    collapsed: str  # which regime
+
+    def passes(self) -> dict[str, bool]:
+        return {
+            "a": self.a is not None and self.a.lo > 0 and self.a.value >= MIN_GAIN,
+            "b": self.b is not None and self.b.lo > 0,
+            "c": self.c <= HALF_WIDTH,
+            "e": self.e is None or self.e >= MIN_DISTINCT,
+        }
+
+
+def scaled(found: Estimate | None, scale: float) -> Estimate | None:
+    if found is None:
+        return None
+    return Estimate(found.value / scale, found.lo / scale, found.hi / scale, found.examples)
+
+
+def distinct_ratio(suite: Path, task: TaskResults, model: str) -> tuple[float, str] | None:
+    """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' records, and
+    its regime; None for a multiple-choice task (its outputs are the labels)."""
+    definition = plugins.tasks[task.task]
+    if definition.choices is not None:
+        return None
+    golds = {
+        (split, ex.id): ex.output
+        for split in {r.split for r in task.records}
+        for ex in definition.load(split)
+    }
+    lowest = (float("inf"), "")
+    for path in sorted((suite / "results" / task.task / model).glob("*.jsonl")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if path.stem == "base" or not lines:
+            continue
+        predicted = {line["prediction"].strip() for line in lines}
+        references = {golds[(line["split"], line["id"])] for line in lines}
+        lowest = min(lowest, (len(predicted) / len(references), path.stem))
+    return lowest
+
+
+def judge_suite(suite: Path) -> list[Judged]:
+    """(a)-(c) and (e) per (task, model) of a suite folder (its results/ and leaderboard.json)."""
     board = json.loads((suite / "leaderboard.json").read_text())
     out = []
     for task in load_results(suite / "results"):
         scale = metric_scale(task.metric)
         grouped = claims.record_scores(task.records, task.bins.edges, statistics=task.corpus is not None)
         rows = board["tasks"][task.task]["rows"]
-        for model in sorted({m for m, *_ in grouped}):
-            scores = {(regime, group): v for (m, _, regime, group), v in grouped.items() if m == model}
+        references = {(r, g): v for (m, _, r, g), v in grouped.items() if m == BASELINE_MODEL}
+        for model in sorted({m for m, *_ in grouped} - {BASELINE_MODEL}):
+            scores = {**references, **{(r, g): v for (m, _, r, g), v in grouped.items() if m == model}}
+            low = {
+                row["regime"]: row["mean"]
+                for row in rows
+                if row["kind"] == "bin"
+                and row["column"] == "Low"
+                and (row["model"], row["regime"]) in {(model, "base"), (BASELINE_MODEL, row["regime"])}
+            }
+            rival = max(sorted(low), key=lambda name: low[name]) if low else "base"
             learned = claims.estimate(
-                Comparison("a", (Term("zero", "Low"), Term("base", "Low", -1)), ">"),
+                Comparison("a", (Term("zero", "Low"), Term(rival, "Low", -1)), ">"),
                 scores,
                 corpus=task.corpus,
             )
@@ -55,17 +124,21 @@ def judge_suite(suite: Path) -> list[dict]:
                 scores,
                 corpus=task.corpus,
             )
-            bins = [r for r in rows if r["kind"] == "bin" and r["model"] == model and r.get("hi") is not None]
-            widest = max((r["hi"] - r["lo"]) / 2 / scale for r in bins) if bins else float("nan")
+            cells = [r for r in rows if r["model"] == model and r.get("hi") is not None]
+            widest = max(cells, key=lambda r: r["hi"] - r["lo"])
+            collapse = distinct_ratio(suite, task, model)
             out.append(
-                {
-                    "task": task.task,
-                    "model": model,
-                    "a": learned,
-                    "b": context,
-                    "c": widest,
-                    "scale": scale,
-                }
+                Judged(
+                    task.task,
+                    model,
+                    rival,
+                    scaled(learned, scale),
+                    scaled(context, scale),
+                    (widest["hi"] - widest["lo"]) / 2 / scale,
+                    f"{widest['regime']}/{widest['column']}",
+                    None if collapse is None else collapse[0],
+                    "" if collapse is None else collapse[1],
+                )
             )
     return out
 
@@ -80,6 +153,12 @@ def timed_run(args: list[str], store: Path, out: Path) -> tuple[float, float]:
     return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
+def ci(found: Estimate | None, ok: bool) -> str:
+    if found is None:
+        return "not run FAILS"
+    return f"{found.value:+.3f} [{found.lo:+.3f},{found.hi:+.3f}] " + ("ok" if ok else "FAILS")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -90,36 +169,46 @@ def main() -> None:
     budget = None
     with tempfile.TemporaryDirectory() as tmp:
         if options.suite:
-            suite = Path(options.suite)
-            found = judge_suite(suite)
+            found = judge_suite(Path(options.suite))
         else:
             suite = Path(tmp) / "suite"
             budget = timed_run([a for a in options.run if a != "--"], Path(tmp) / "store", suite)
             found = judge_suite(suite)
     title = options.suite or "icl-bench run " + " ".join(a for a in options.run if a != "--")
     table = Table(title=title, title_justify="left")
-    for column in ("task, model", "(a) zero - base, Low", "(b) base, High - Low", "(c) widest", "(d)"):
+    for column in (
+        "task, model",
+        "(a) zero - rival, Low",
+        "(b) base, High - Low",
+        "(c) widest",
+        "(d)",
+        "(e)",
+    ):
         table.add_column(column, justify="left" if column == "task, model" else "right")
-
-    def ci(found, scale: float) -> str:
-        if found is None:
-            return "not run"
-        mark = "ok" if found.lo > 0 else "FAILS"
-        value, lo, hi = (x / scale for x in (found.value, found.lo, found.hi))
-        return f"{value:+.3f} [{lo:+.3f},{hi:+.3f}] {mark}"
-
+    failed = False
     for row in found:
-        c = f"{row['c']:.3f} " + ("ok" if row["c"] <= HALF_WIDTH else "FAILS")
-        if budget is None:
-            d = "-"
-        else:
+        ok = row.passes()
+        d = "not measured"
+        if budget is not None:
             seconds, rss = budget
-            d = f"{seconds / 60:.1f} min, {rss:.2f} GiB " + (
-                "ok" if seconds <= WALL_S and rss <= RSS_GIB else "FAILS"
-            )
-        a, b = ci(row["a"], row["scale"]), ci(row["b"], row["scale"])
-        table.add_row(f"{row['task']}\n{row['model']}", a, b, c, d)
-    Console().print(table)
+            ok["d"] = seconds <= WALL_S and rss <= RSS_GIB
+            d = f"{seconds / 60:.1f} min, {rss:.2f} GiB " + ("ok" if ok["d"] else "FAILS")
+        e = (
+            "choice task ok"
+            if row.e is None
+            else f"{row.e:.2f} {row.collapsed} " + ("ok" if ok["e"] else "FAILS")
+        )
+        table.add_row(
+            f"{row.task}\n{row.model}",
+            f"vs {row.rival}\n" + ci(row.a, ok["a"]),
+            ci(row.b, ok["b"]),
+            f"{row.c:.3f} " + ("ok" if ok["c"] else "FAILS") + f"\n{row.widest}",
+            d,
+            e,
+        )
+        failed |= not all(ok.values())
+    Console(width=160).print(table)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

@@ -152,3 +152,15 @@ def test_registered_plugins():
     assert hooks["register_paraphrasers"][0].task is TASK
     assert [m.name for m in hooks["register_metrics"]] == ["pfa-segment-accuracy"]
     assert hooks["register_metrics"][0].task is TASK
+
+
+def test_smaller_alphabet():
+    small = sa.SyntheticAlignment(name="sa-small", alphabet_size=8, subset_size=5, n_subsets=2)
+    assert sorted(small.automata) == list("ABCDEFGH")
+    used = {s for ex in small.load("train") for s in ex.input.split()}
+    assert used <= set("ABCDEFGH") and len(used) == 8
+    assert all(set(subset) <= set("ABCDEFGH") for subset in small.subsets)
+    # the 25-symbol task draws the same automata as before the alphabet became a choice
+    assert TASK.automata == sa.SyntheticAlignment(alphabet_size=25).automata
+    with pytest.raises(UsageError, match="alphabet_size"):
+        sa.SyntheticAlignment(name="bad", alphabet_size=4, subset_size=5)
