@@ -107,3 +107,4 @@ def registered_words(words_task, words_paraphraser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "deepspeed: trains under DeepSpeed on CPU (skip: -m 'not deepspeed')")
     config.addinivalue_line("markers", "slow: minutes of installs or training; run with `pytest -m slow`")
+    config.addinivalue_line("markers", "slurm: needs a cluster (tests/slurm/cluster.sh up); else skipped")

@@ -21,6 +21,7 @@ FLOW = (
     "score",
     "report",
     "sweep",
+    "executors",
     "analyses",
     "cli",
 )

@@ -93,6 +93,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--epochs", type=positive, help="override the size preset's training contexts per pool example"
     )
+    parser.add_argument("--max-steps", type=positive, help="override the size preset's training steps")
     parser.add_argument("--store", help="artifact store folder")
     data_arguments(parser)
     parser.add_argument("--metric", help="primary metric instead of each task's (e.g. comet)")
@@ -112,6 +113,32 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-gpus", type=positive, help="GPUs per node for --launcher deepspeed")
     parser.add_argument("--hostfile", help="DeepSpeed hostfile for multi-node training")
     numerics_argument(parser)
+
+
+def executor_arguments(parser: argparse.ArgumentParser, detach: bool = False) -> None:
+    """Where the sweep's jobs run and what each asks for (`icl_bench.core.jobs.Resources`)."""
+    from icl_bench.train.config import REPORT_TO
+
+    group = parser.add_argument_group("executor", "where the jobs run (results do not depend on it)")
+    group.add_argument("--executor", default="local", help="local (default: this process) or slurm")
+    group.add_argument("--executor-config", help="TOML file of job resources (fields as the options below)")
+    group.add_argument("--partition", help="scheduler partition")
+    group.add_argument("--account", help="scheduler account")
+    group.add_argument("--qos", help="scheduler quality of service")
+    group.add_argument("--gpus-per-node", type=int, help="GPUs per node of each job")
+    group.add_argument("--nodes", type=positive, help="nodes of a training job")
+    group.add_argument("--tasks-per-node", type=positive, help="processes per node of a training job")
+    group.add_argument("--cpus-per-task", type=positive, help="CPU cores per process")
+    group.add_argument("--mem-gb", type=positive_number, help="memory per job (GB)")
+    group.add_argument("--time-min", type=positive, help="time limit per job (minutes)")
+    group.add_argument("--dry-run", action="store_true", help="print the job graph; submit nothing")
+    if detach:
+        group.add_argument(
+            "--detach", action="store_true", help="submit and return; a last job writes the leaderboard"
+        )
+    group.add_argument(
+        "--report-to", choices=REPORT_TO, default="none", help="also send training metrics to this tracker"
+    )
 
 
 def numerics_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -190,15 +217,18 @@ def build_parser() -> Parser:
     run.add_argument("--out", default="leaderboards/default", help="suite folder for results and tables")
     run.add_argument("--probes", action="store_true", help="then probe IWL/ICL/copy over training snapshots")
     probe_arguments(run)
+    executor_arguments(run, detach=True)
     run.set_defaults(func=cmd_run)
 
     train = sub.add_parser("train", help="train each regime (the store keys `run` uses); print the folders")
     sweep_arguments(train)
+    executor_arguments(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate the base and trained models into a suite's results")
     sweep_arguments(evaluate)
     evaluate.add_argument("--out", default="leaderboards/default", help="suite folder for results")
+    executor_arguments(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     baselines = sub.add_parser(
@@ -212,6 +242,7 @@ def build_parser() -> Parser:
     sweep_arguments(probe)
     probe.add_argument("--out", default="leaderboards/default", help="suite folder for probes.md/json/png")
     probe_arguments(probe)
+    executor_arguments(probe)
     probe.set_defaults(func=cmd_probe)
 
     board = sub.add_parser("leaderboard", help="regenerate tables and plots from results")

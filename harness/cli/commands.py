@@ -138,10 +138,12 @@ def plan_of(args: argparse.Namespace):
         max_test=args.max_test,
         max_pool=args.max_pool,
         epochs=args.epochs,
+        max_steps=args.max_steps,
         paraphraser=args.paraphraser,
         paraphrase_model=args.paraphrase_model,
         metric=args.metric,
         precision=args.precision,
+        report_to=getattr(args, "report_to", "none"),
         command=tuple(getattr(args, "argv", ())),  # set by main; none when parsed elsewhere
     )
     store = store_of(args, plan.tasks)
@@ -159,17 +161,47 @@ def fail_on(failures: Sequence[str]) -> None:
         raise SystemExit(1)
 
 
+def executor_of(args: argparse.Namespace):
+    """The executor the options name and the resources its jobs ask for, checked before any work."""
+    from icl_bench.core.jobs import read_resources
+
+    executor = plugins.executors[args.executor]
+    names = ("partition", "account", "qos", "gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task")
+    overrides = {name: getattr(args, name) for name in (*names, "mem_gb", "time_min")}
+    config = Path(args.executor_config) if args.executor_config else None
+    return executor, read_resources(config, **overrides)
+
+
+def dry_run(plan, store, resources, kinds: Sequence[str] = ("train", "evaluate")) -> None:
+    """`--dry-run`: the job graph on stdout; nothing runs."""
+    from icl_bench.sweep.jobs import graph, show
+    from icl_bench.sweep.sweep import Sweep
+
+    for line in show(graph(Sweep(plan, store), kinds, resources), store):
+        print(line)
+
+
 def cmd_run(args: argparse.Namespace) -> None:
+    from icl_bench.core.progress import console
     from icl_bench.report.leaderboard import show
-    from icl_bench.sweep.sweep import run
+    from icl_bench.sweep.jobs import job_folder
+    from icl_bench.sweep.stages import run
 
     plan, store = plan_of(args)
+    executor, resources = executor_of(args)
+    if args.dry_run:
+        return dry_run(plan, store, resources)
     if args.probes:  # the probes' needs (k >= 2, a paraphraser), before the sweep
         from icl_bench.analyses import probes
 
         for name in plan.tasks:
             probes.check_task(plugins.tasks[name], plan.k)
-    failures = run(plan, store)
+    failures = run(plan, store, executor, resources, wait=not args.detach)
+    if args.detach:
+        console.print(
+            f"submitted; a last job writes {plan.out}/leaderboard.md (logs: {job_folder(plan.out)})"
+        )
+        return
     show(plan.out / "results")
     if args.probes:  # every regime that trained; a failed one is reported below
         probes.show(probes.probe_stage(plan, store, args.max_probe, skip_untrained=True))
@@ -178,19 +210,33 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_probe(args: argparse.Namespace) -> None:
     from icl_bench.analyses import probes
+    from icl_bench.core.jobs import Job
     from icl_bench.core.progress import console
+    from icl_bench.sweep.jobs import job_folder
     from icl_bench.sweep.record import add_stage, recorded_argv
 
     plan, store = plan_of(args)
-    probes.show(probes.probe_stage(plan, store, args.max_probe))
+    executor, resources = executor_of(args)
+    probes.preflight(plan, store)  # here, before a job is submitted
+    job = Job(f"probe {plan.out}", probes.Probe.of(plan, store, args.max_probe), resources=resources)
+    if args.dry_run:
+        print(f"1 job: {job.name}")
+        return
+    [outcome] = executor.run([job], job_folder(plan.out))
+    fail_on([outcome.line()] if outcome.state != "done" else [])
+    probes.show(outcome.result)
     add_stage(plan.out, recorded_argv(args.argv))
     console.print(f"wrote {plan.out}/probes.md")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from icl_bench.sweep.sweep import train_stage
+    from icl_bench.sweep.stages import train_stage
 
-    trained, failures = train_stage(*plan_of(args))
+    plan, store = plan_of(args)
+    executor, resources = executor_of(args)
+    if args.dry_run:
+        return dry_run(plan, store, resources, ("train",))
+    trained, failures = train_stage(plan, store, executor, resources)
     for folder in trained:
         print(folder)
     fail_on(failures)
@@ -198,17 +244,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from icl_bench.core.progress import console
-    from icl_bench.sweep.sweep import evaluate_stage
+    from icl_bench.sweep.stages import evaluate_stage
 
     plan, store = plan_of(args)
-    fail_on(evaluate_stage(plan, store))
+    executor, resources = executor_of(args)
+    if args.dry_run:
+        return dry_run(plan, store, resources, ("evaluate",))
+    fail_on(evaluate_stage(plan, store, executor, resources))
     print(plan.out / "results")
     console.print(f"tabulate with `icl-bench leaderboard --out {plan.out}`")
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
     from icl_bench.core.progress import console
-    from icl_bench.sweep.sweep import baselines_stage
+    from icl_bench.sweep.stages import baselines_stage
 
     plan, store = plan_of(args)
     for path in baselines_stage(plan, store):

@@ -36,3 +36,8 @@ def register_paraphrasers(register: Register) -> None:
 @hookspec
 def register_metrics(register: Register) -> None:
     """Register `icl_bench.Metric` instances (predictions, examples -> one score per example)."""
+
+
+@hookspec
+def register_executors(register: Register) -> None:
+    """Register `icl_bench.core.jobs.Executor` instances (run a sweep's job graph somewhere)."""

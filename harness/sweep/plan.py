@@ -80,10 +80,12 @@ class Plan:
     max_test: int | None = None  # overrides the size preset's test examples per split
     max_pool: int | None = None  # ... its pool examples
     epochs: int | None = None  # ... its training contexts per pool example
+    max_steps: int | None = None  # ... its training steps (-1: as many as the epochs make)
     paraphraser: str | None = None  # overrides each task's own (`llm`: the paraphrase stage)
     paraphrase_model: str = paraphrase.DEFAULT_MODEL
     metric: str | None = None  # the primary metric instead of each task's (e.g. comet)
     precision: str = "auto"  # fp32, bf16, or auto: bf16 on a bf16 GPU, else fp32
+    report_to: str = "none"  # where training metrics go besides train_log.json (a Trainer integration)
     command: tuple[str, ...] = ()  # the `icl-bench` arguments that made it (none: the Python API)
 
 

@@ -95,16 +95,23 @@ def add_stage(folder: Path, argv: Sequence[str]) -> None:
         write_json(Path(folder) / PLAN_FILE, {**record, "stages": [*stages, list(argv)]})
 
 
+# options that say where or how the work runs, never what it computes: a plan does not record them
+WHERE = ("--store", "--executor", "--executor-config", "--partition", "--account", "--qos")
+WHERE += ("--gpus-per-node", "--nodes", "--tasks-per-node", "--cpus-per-task", "--mem-gb", "--time-min")
+WHERE += ("--report-to",)
+FLAGS = ("--detach",)
+
+
 def recorded_argv(argv: Sequence[str]) -> list[str]:
-    """The arguments as a plan records them: without `--store`, which names a machine's folder and
-    never changes a result."""
+    """The arguments as a plan records them: without `--store` (a machine's folder) and the executor's
+    options (where jobs run, what they ask for, where metrics go), which never change a result."""
     kept, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--store":
+        elif arg in WHERE:
             skip = True
-        elif not arg.startswith("--store="):
+        elif arg not in FLAGS and not arg.startswith(tuple(f"{name}=" for name in WHERE)):
             kept.append(arg)
     return kept
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,13 +23,13 @@ from icl_bench.contexts.build import (
 from icl_bench.core import environment, numerics, plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
+from icl_bench.core.locks import claim
 from icl_bench.core.progress import console
 from icl_bench.core.store import Store
 from icl_bench.core.types import BASELINE_FILE, Regime, Task
 from icl_bench.evaluate.export import metric_names
 from icl_bench.sweep.plan import Plan, size_of
-from icl_bench.sweep.record import plan_record, write_plan
-from icl_bench.train.config import TrainingDiverged
+from icl_bench.train.deepspeed_env import world
 from icl_bench.train.trainer import LOG
 
 EVAL_VERSION = 3  # 2: a corpus metric's sufficient statistics; 3: reasons of metrics that explain
@@ -49,56 +49,6 @@ class Setting:
     @property
     def label(self) -> str:
         return f"{self.model.name} / {self.task.name} / {self.regime.name if self.regime else 'base'}"
-
-
-def run(plan: Plan, store: Store) -> list[str]:
-    """Execute the plan; return the failures (one line each).  The leaderboard is rewritten at the end."""
-    from icl_bench.report.leaderboard import write_leaderboard
-    from icl_bench.report.suites import index_suites
-
-    sweep = Sweep(plan, store)
-    write_plan(plan.out, plan_record(plan, sweep.precision, sweep.contexts_config, sweep.train_config))
-    sweep.baselines()
-    failures = sweep.each(
-        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
-    )
-    write_leaderboard(sweep.results, plan.out)
-    if plan.out.parent.name == SUITES_ROOT:  # a suite among suites: refresh their index
-        index_suites(plan.out.parent)
-    (plan.out / "failures.json").unlink(missing_ok=True)
-    if failures:
-        write_json(plan.out / "failures.json", failures)
-    return failures
-
-
-def train_stage(plan: Plan, store: Store) -> tuple[list[Path], list[str]]:
-    """`icl-bench train`: train every (model, task, regime) of the plan, under the keys `run` uses;
-    return the trained folders and the failures."""
-    sweep, trained = Sweep(plan, store), []
-    failures = sweep.each(lambda setting, _: trained.append(sweep.train(setting)), base=False)
-    return trained, failures
-
-
-def evaluate_stage(plan: Plan, store: Store) -> list[str]:
-    """`icl-bench evaluate`: evaluate the base and every trained model of the plan and write their
-    results into the suite; a regime that was not trained yet is an error before any evaluation."""
-    sweep = Sweep(plan, store)
-    untrained = []
-    sweep.each(lambda s, _: sweep.trained(s) or untrained.append(s.label), base=False, quiet=True)
-    if untrained:
-        raise UsageError(
-            f"not trained yet: {', '.join(untrained)}; run `icl-bench train` with the same options first"
-        )
-    sweep.baselines()
-    return sweep.each(
-        lambda setting, records: sweep.record(setting, records, sweep.evaluate(setting, records))
-    )
-
-
-def baselines_stage(plan: Plan, store: Store) -> list[Path]:
-    """`icl-bench baselines`: score the trivial baselines on the plan's test contexts into the suite's
-    results (no model, no training); return the files written."""
-    return Sweep(plan, store).baselines()
 
 
 def _write_bins(task: Task, test_records: list[dict], folder: Path, metric: str | None) -> None:
@@ -141,9 +91,13 @@ class Sweep:
         if plan.paraphraser:
             plugins.paraphrasers[plan.paraphraser]  # an unknown name fails now, listing the known ones
         self.precision = models.resolve_precision(plan.precision)
-        self.train_config = replace(size.train, seed=plan.seed, precision=self.precision)
+        self.train_config = replace(
+            size.train, seed=plan.seed, precision=self.precision, report_to=plan.report_to
+        )
         if plan.learning_rate is not None:
             self.train_config = replace(self.train_config, learning_rate=plan.learning_rate)
+        if plan.max_steps is not None:
+            self.train_config = replace(self.train_config, max_steps=plan.max_steps)
         self.specs = [models.resolve(name) for name in plan.models]
         self.tasks = [plugins.tasks[name] for name in plan.tasks]
         for task in self.tasks:  # data or a metric that cannot be had fails now, not after hours
@@ -161,27 +115,24 @@ class Sweep:
         # Resolve every model first, so an unreachable one fails before any training starts.
         self.references = {spec.name: models.materialize(spec, store) for spec in self.specs}
 
-    def each(
-        self, work: Callable[[Setting, list[dict]], object], *, base: bool = True, quiet: bool = False
-    ) -> list[str]:
-        """Call `work(setting, test records)` for every setting (the base first when `base`); a failing
-        training run is recorded as one line and the sweep goes on.  Returns those lines."""
+    def settings(self, *, base: bool = True) -> Iterator[tuple[Setting, list[dict]]]:
+        """Every setting with its task's test records, in the sweep's order: per task and model, the
+        base (when `base`) and then each regime."""
         regimes: tuple[Regime | None, ...] = ((None,) if base else ()) + tuple(self.plan.regimes)
-        total, done, failures = len(self.tasks) * len(self.specs) * len(regimes), 0, []
         for task in self.tasks:
             contexts = build_contexts(task, self.plan.regimes, self.contexts_config, self.store)
             test_records = read_test_records(contexts.test, task)
             for spec in self.specs:
                 for regime in regimes:
-                    done += 1
-                    setting = Setting(task, spec, self.references[spec.name], regime, contexts)
-                    if not quiet:
-                        console.print(f"[dim][{done}/{total}][/] {setting.label}")
-                    try:
-                        work(setting, test_records)
-                    except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
-                        failures.append(f"{setting.label}: {error}")
-        return failures
+                    yield Setting(task, spec, self.references[spec.name], regime, contexts), test_records
+
+    def setting(self, task: str, model: str, regime: str | None) -> tuple[Setting, list[dict]]:
+        """One setting of the sweep by its names (a job's), with its task's test records."""
+        for setting, test_records in self.settings():
+            names = (setting.task.name, setting.model.name, setting.regime.name if setting.regime else None)
+            if names == (task, model, regime):
+                return setting, test_records
+        raise UsageError(f"the sweep has no setting {model} / {task} / {regime or 'base'}")
 
     def baselines(self) -> list[Path]:
         """Score every task's trivial baselines on its test contexts (`icl_bench.score.baselines`) into
@@ -208,6 +159,28 @@ class Sweep:
             written.append(folder / BASELINE_FILE)
         return written
 
+    def finish(self, failures: list[str]) -> list[str]:
+        """Write the results of every evaluated setting, the leaderboard, the suites' index, and
+        failures.json (the lines of what did not run); return `failures`."""
+        from icl_bench.report.leaderboard import write_leaderboard
+        from icl_bench.report.suites import index_suites
+
+        out = self.plan.out
+        self.record_evaluated()
+        write_leaderboard(self.results, out)
+        if out.parent.name == SUITES_ROOT:  # a suite among suites: refresh their index
+            index_suites(out.parent)
+        (out / "failures.json").unlink(missing_ok=True)
+        if failures:
+            write_json(out / "failures.json", failures)
+        return failures
+
+    def record_evaluated(self) -> None:
+        """Write the results of every setting whose evaluation the store holds."""
+        for setting, test_records in self.settings():
+            if self.store.has("evaluate", self.evaluate_inputs(setting)):
+                self.record(setting, test_records, self.evaluate(setting, test_records))
+
     def record(self, setting: Setting, test_records: list[dict], evaluated: tuple[list[dict], dict]) -> None:
         """Write a setting's per-sample results, its task's bins and the environments that made them."""
         samples, environments = evaluated
@@ -223,44 +196,56 @@ class Sweep:
     def evaluate(self, setting: Setting, test_records: list[dict]) -> tuple[list[dict], dict]:
         """Per-sample results of the setting under every test mode (training it first if needed), and
         the environments it was trained and evaluated in."""
-        from icl_bench.evaluate.runner import evaluate
-        from icl_bench.train.snapshots import load_trained
-
         trained = self.train(setting) if setting.regime else None
-        inputs = {
+        inputs = self.evaluate_inputs(setting)
+        if not self.store.has("evaluate", inputs):
+            with claim(self.store, "evaluate", inputs):  # another job may be making it: wait, then reuse
+                if not self.store.has("evaluate", inputs):
+                    self._evaluate(setting, test_records, trained, inputs)
+        folder = self.store.folder("evaluate", inputs)
+        environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
+        environments["evaluate"] = _recorded(folder / environment.FILE)
+        return read_jsonl(folder / "samples.jsonl"), environments
+
+    def evaluate_inputs(self, setting: Setting) -> dict:
+        """The evaluation's store key: the model (and the trained model's key), the contexts' content,
+        and everything that changes a prediction."""
+        trained = self.store.folder("train", self.train_inputs(setting)).name if setting.regime else None
+        return {
             "model": models.identity(setting.model, setting.reference),
             "task": setting.task.name,
             "contexts": fingerprint([setting.contexts.test]),  # their content, not their folder's name
             "version": EVAL_VERSION,
-            "trained": trained.name if trained else None,
+            "trained": trained,
             "batch_size": self.plan.batch_size,
             "precision": self.precision,
             "numerics": numerics.key(),
             **({"metric": self.plan.metric} if self.plan.metric else {}),
         }
-        if not self.store.has("evaluate", inputs):
-            console.print(f"[bold]evaluate[/] {setting.label}")
-            reference, precision = setting.reference, self.precision
-            loaded = (
-                load_trained(reference, trained, precision) if trained else models.load(reference, precision)
-            )
-            regime = setting.regime.name if setting.regime else "base"
-            samples = evaluate(
-                *loaded,
-                setting.task,
-                test_records,
-                model_name=setting.model.name,
-                regime=regime,
-                batch_size=self.plan.batch_size,
-                metric=self.plan.metric,
-            )
-            with self.store.writing("evaluate", inputs) as folder:
-                write_jsonl(folder / "samples.jsonl", samples)
-                write_json(folder / environment.FILE, environment.capture(self.precision))
-        folder = self.store.folder("evaluate", inputs)
-        environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
-        environments["evaluate"] = _recorded(folder / environment.FILE)
-        return read_jsonl(folder / "samples.jsonl"), environments
+
+    def _evaluate(
+        self, setting: Setting, test_records: list[dict], trained: Path | None, inputs: dict
+    ) -> None:
+        """Run the evaluation and write its artifact."""
+        from icl_bench.evaluate.runner import evaluate
+        from icl_bench.train.snapshots import load_trained
+
+        console.print(f"[bold]evaluate[/] {setting.label}")
+        reference, precision = setting.reference, self.precision
+        loaded = load_trained(reference, trained, precision) if trained else models.load(reference, precision)
+        regime = setting.regime.name if setting.regime else "base"
+        samples = evaluate(
+            *loaded,
+            setting.task,
+            test_records,
+            model_name=setting.model.name,
+            regime=regime,
+            batch_size=self.plan.batch_size,
+            metric=self.plan.metric,
+        )
+        with self.store.writing("evaluate", inputs) as folder:
+            write_jsonl(folder / "samples.jsonl", samples)
+            write_json(folder / environment.FILE, environment.capture(self.precision))
 
     def train_inputs(self, setting: Setting) -> dict:
         regime = setting.regime
@@ -280,12 +265,42 @@ class Sweep:
 
     def train(self, setting: Setting) -> Path:
         """The trained model for (model, task data, regime and parameters, hyper-parameters, seed)."""
+        inputs = self.train_inputs(setting)
+        if world()[1] > 1:  # one rank of a distributed job: every rank trains
+            return self._train_rank(setting, inputs)
+        if not self.store.has("train", inputs):
+            with claim(self.store, "train", inputs):  # another job may be training it: wait, then reuse
+                if not self.store.has("train", inputs):
+                    self._train(setting, inputs)
+        return self.store.folder("train", inputs)
+
+    def _train_rank(self, setting: Setting, inputs: dict) -> Path:
+        """One rank of a training job whose processes a scheduler started (no launcher): every rank
+        trains under DeepSpeed into a working folder beside the checkpoints, rank 0 then moves it into
+        the store."""
+        from icl_bench.train.trainer import train
+
+        final = self.store.folder("train", inputs)
+        if self.store.has("train", inputs):
+            return final
+        assert setting.regime is not None
+        checkpoints = self.store.folder("checkpoints", inputs)
+        records = setting.contexts.training_records(setting.regime.name)
+        console.print(f"[bold]train[/] {setting.label} (rank {world()[0]} of {world()[1]})")
+        work = checkpoints / "output"
+        train(setting.reference, setting.model, records, self.train_config, work, checkpoints, deepspeed=True)
+        if world()[0] == 0:
+            with self.store.writing("train", inputs) as output:
+                shutil.copytree(work, output, dirs_exist_ok=True)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+        return final
+
+    def _train(self, setting: Setting, inputs: dict) -> None:
+        """Train the setting (resuming from its checkpoints) and write its artifact."""
         from icl_bench.train.launch import run_job, write_job
         from icl_bench.train.trainer import train
 
-        inputs, config, plan = self.train_inputs(setting), self.train_config, self.plan
-        if self.store.has("train", inputs):
-            return self.store.folder("train", inputs)
+        config, plan = self.train_config, self.plan
         assert setting.regime is not None
         checkpoints = self.store.folder("checkpoints", inputs)  # kept across interruptions: training resumes
         console.print(f"[bold]train[/] {setting.label}")
@@ -305,7 +320,6 @@ class Sweep:
                 )
                 run_job(job, num_gpus=plan.num_gpus, hostfile=plan.hostfile, launcher=plan.launcher)
         shutil.rmtree(checkpoints, ignore_errors=True)
-        return self.store.folder("train", inputs)
 
 
 def _recorded(path: Path, key: str | None = None) -> dict | None:

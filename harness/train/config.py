@@ -16,6 +16,7 @@ from icl_bench.models import PRECISIONS, resolve_precision
 ADAPT = ("attention", "attention+mlp", "full", "key-value")
 OBJECTIVES = ("causal-lm", "layer-causal")
 OPTIMIZERS = ("adamw_torch", "sgd")
+REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")  # the Trainer's own integrations
 TRAINER_VERSION = 2  # in every key; 2: the causal-LM loss computes logits at label positions only
 
 
@@ -65,6 +66,7 @@ class TrainConfig:
     clip: str = "l2:1.0"
     optim: str = "adamw_torch"
     group_by_length: bool = False
+    report_to: str = "none"  # a Trainer integration for the training metrics (none: train_log.json only)
 
     def __post_init__(self) -> None:
         checks = {
@@ -90,6 +92,7 @@ class TrainConfig:
             "clip": parse_clip(self.clip) is not None,
             "optim": self.optim in OPTIMIZERS,
             "group_by_length": isinstance(self.group_by_length, bool),
+            "report_to": self.report_to in REPORT_TO,
         }
         wanted = {
             "adapt": f"one of {', '.join(ADAPT)}",
@@ -103,6 +106,7 @@ class TrainConfig:
             "zero_stage": "0, 1, 2 or 3",
             "offload": "true or false",
             "group_by_length": "true or false",
+            "report_to": f"one of {', '.join(REPORT_TO)}",
             "seed": "a non-negative integer",
             "weight_decay": "a non-negative number",
             "max_length": "an integer >= 2",
@@ -121,18 +125,18 @@ class TrainConfig:
         return self.adapt in ("attention", "attention+mlp")
 
     def key(self) -> dict[str, Any]:
-        """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage or
-        offload, which only change how the run is carried out); `snapshot_steps` changes what the
-        artifact holds (never the weights), so it is part of the key too.  `trainer` (TRAINER_VERSION)
-        changes when the training code changes the weights' rounding; objective, clip, optim and
-        group_by_length appear only when not at their defaults, so a new field changes no other key;
-        `numerics` is the CPU numerics profile's key (`icl_bench.core.numerics`)."""
+        """The fields that decide the trained weights, for artifact keys (not save_steps, zero_stage,
+        offload or report_to, which only change how the run is carried out or reported);
+        `snapshot_steps` changes what the artifact holds (never the weights), so it is part of the key
+        too.  `trainer` (TRAINER_VERSION) changes when the training code changes the weights' rounding;
+        objective, clip, optim and group_by_length appear only when not at their defaults, so a new
+        field changes no other key; `numerics` is the CPU numerics profile's key (core.numerics)."""
         fields = asdict(self) | {
             "precision": resolve_precision(self.precision),
             "trainer": TRAINER_VERSION,
             "numerics": numerics.key(),
         }
-        for name in ("save_steps", "zero_stage", "offload"):
+        for name in ("save_steps", "zero_stage", "offload", "report_to"):
             del fields[name]
         for name in ("objective", "clip", "optim", "group_by_length"):
             if fields[name] == TrainConfig.__dataclass_fields__[name].default:

@@ -81,6 +81,12 @@ def _environment(deepspeed: bool) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def world() -> tuple[int, int]:
+    """(rank, world size) of this process, from torch's environment variables (a launcher's or a
+    scheduler's); (0, 1) outside a distributed job."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

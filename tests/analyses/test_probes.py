@@ -299,8 +299,7 @@ def test_a_regime_trained_without_snapshots_is_one_line(tmp_path, monkeypatch, c
     store = Store(tmp_path / "store")
     plan = Plan(models=["tiny"], regimes=[plugins.regimes["zero"]], size="bare", out=tmp_path / "out")
     sweep = Sweep(plan, store)
-    settings = []
-    sweep.each(lambda setting, _: settings.append(setting), base=False, quiet=True)
+    settings = [setting for setting, _ in sweep.settings(base=False)]
     with store.writing("train", sweep.train_inputs(settings[0])) as fake:  # an adapter, no snapshots
         (fake / "adapter_config.json").write_text("{}")
     capsys.readouterr()  # the tiny model's build, above

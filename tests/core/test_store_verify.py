@@ -19,7 +19,7 @@ from icl_bench.core import plugins
 from icl_bench.core.files import fingerprint
 from icl_bench.core.store import DAMAGED, MANIFEST, Store, write_manifest
 from icl_bench.sweep.plan import Plan
-from icl_bench.sweep.sweep import run
+from icl_bench.sweep.stages import run
 
 
 def contents(folder: Path) -> dict[str, bytes]:

@@ -14,7 +14,7 @@ from icl_bench.core.errors import UsageError
 from icl_bench.core.store import Store
 from icl_bench.models import resolve_precision
 from icl_bench.sweep.plan import Plan
-from icl_bench.sweep.sweep import run
+from icl_bench.sweep.stages import run
 from icl_bench.train.snapshots import snapshots
 
 

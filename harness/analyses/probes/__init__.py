@@ -85,7 +85,7 @@ from icl_bench.analyses.probes.scores import (
     predict,
     score,
 )
-from icl_bench.analyses.probes.stage import probe_stage
+from icl_bench.analyses.probes.stage import Probe, preflight, probe_stage
 
 __all__ = [
     "DECIMALS",
@@ -97,6 +97,7 @@ __all__ = [
     "PROBES",
     "PROMPTS",
     "VERSION",
+    "Probe",
     "ProbeItem",
     "Probed",
     "Report",
@@ -115,6 +116,7 @@ __all__ = [
     "other_slots",
     "plot_png",
     "predict",
+    "preflight",
     "probe_claims",
     "probe_items",
     "probe_stage",

@@ -4,6 +4,7 @@ computes nothing; their scores, cells and verdicts are written as probes.md/json
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,30 +27,37 @@ from icl_bench.core.names import BASE
 from icl_bench.core.progress import console
 from icl_bench.core.store import Store
 from icl_bench.core.types import Task
+from icl_bench.sweep.jobs import OnStore, on_store
 
 if TYPE_CHECKING:
     from icl_bench.sweep.plan import Plan
 
 
-def probe_stage(
-    plan: Plan, store: Store, examples: int | None = None, *, skip_untrained: bool = False
-) -> list[Report]:
-    """`icl-bench probe`: probe the base model and every snapshot of every regime of the plan, write
-    probes.md/json/png into `plan.out`; return the Report (cells, verdicts) of each (task, model).
+@dataclass(frozen=True)
+class Probe(OnStore):
+    """`probe_stage` as a job's call (`icl-bench probe --executor ...`); returns the reports."""
 
-    A regime that is not trained is an error before any work (`skip_untrained`: left out, as after a
-    sweep whose training failed), so is one trained without snapshots or a task without a paraphraser.
-    """
-    from icl_bench.sweep.plan import size_of
+    examples: int | None = None
+
+    @classmethod
+    def of(cls, plan: Plan, store: Store, examples: int | None = None) -> Probe:
+        return cls(**on_store(plan, store), examples=examples)
+
+    def __call__(self) -> list[Report]:
+        return probe_stage(self.plan, self.store(), self.examples)
+
+
+def preflight(plan: Plan, store: Store, *, skip_untrained: bool = False):
+    """What the probes need, checked before any work: each task has a paraphraser and k >= 2, every
+    regime is trained (`skip_untrained`: those that are not are left out) with snapshots.  Returns the
+    sweep, its trained settings, and their folders by label."""
     from icl_bench.sweep.sweep import Setting, Sweep
     from icl_bench.train.snapshots import snapshots
 
-    n = examples or size_of(plan.size).probe_examples
     for name in plan.tasks:  # before the sweep materialises any model
         check_task(plugins.tasks[name], plan.k)
     sweep = Sweep(plan, store)
-    settings: list[Setting] = []
-    sweep.each(lambda setting, _: settings.append(setting), base=False, quiet=True)
+    settings: list[Setting] = [setting for setting, _ in sweep.settings(base=False)]
     untrained, bare, trained = [], [], {}
     for setting in settings:
         folder = sweep.trained(setting)
@@ -68,6 +76,23 @@ def probe_stage(
             f"trained without snapshots: {', '.join(bare)}; the probes read them: retrain with "
             "snapshot_steps > 0 (rerun `icl-bench train` with a size preset that sets it)"
         )
+    return sweep, settings, trained
+
+
+def probe_stage(
+    plan: Plan, store: Store, examples: int | None = None, *, skip_untrained: bool = False
+) -> list[Report]:
+    """`icl-bench probe`: probe the base model and every snapshot of every regime of the plan, write
+    probes.md/json/png into `plan.out`; return the Report (cells, verdicts) of each (task, model).
+
+    A regime that is not trained is an error before any work (`skip_untrained`: left out, as after a
+    sweep whose training failed), so is one trained without snapshots or a task without a paraphraser.
+    """
+    from icl_bench.sweep.plan import size_of
+    from icl_bench.train.snapshots import snapshots
+
+    n = examples or size_of(plan.size).probe_examples
+    sweep, settings, trained = preflight(plan, store, skip_untrained=skip_untrained)
     probed = []
     for task in sweep.tasks:
         folder = build_probe_contexts(task, sweep.contexts_config, store, n)
