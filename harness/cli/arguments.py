@@ -31,7 +31,13 @@ from icl_bench.cli.commands import (
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a malformed command line as one line (exit 2) instead of a usage dump."""
+    """argparse that reports a malformed command line as one line (exit 2) instead of a usage dump, and
+    takes options by their whole names only (a plan records the command; `--part` would hide what it
+    meant)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(f"{message}; see `{self.prog} --help`")

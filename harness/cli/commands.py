@@ -164,12 +164,25 @@ def fail_on(failures: Sequence[str]) -> None:
 def executor_of(args: argparse.Namespace):
     """The executor the options name and the resources its jobs ask for, checked before any work."""
     from icl_bench.core.jobs import read_resources
+    from icl_bench.core.numerics import DEFAULT, resolve
 
     executor = plugins.executors[args.executor]
     names = ("partition", "account", "qos", "gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task")
     overrides = {name: getattr(args, name) for name in (*names, "mem_gb", "time_min")}
     config = Path(args.executor_config) if args.executor_config else None
-    return executor, read_resources(config, **overrides)
+    resources = read_resources(config, **overrides)
+    profile = resolve(getattr(args, "numerics", DEFAULT))
+    if executor.remote and profile != "portable":  # store keys would name each machine's CPU
+        raise UsageError(
+            f"--executor {executor.name} needs --numerics portable: under {profile} the store keys "
+            "name each machine's CPU and threads, so jobs and this process would not find each other's work"
+        )
+    if getattr(args, "detach", False) and not executor.remote:
+        raise UsageError("--detach needs an executor that submits jobs (e.g. --executor slurm)")
+    if getattr(args, "detach", False) and getattr(args, "probes", False):
+        raise UsageError("--detach runs no probes: drop --probes and run `icl-bench probe` afterwards")
+    executor.check()
+    return executor, resources
 
 
 def dry_run(plan, store, resources, kinds: Sequence[str] = ("train", "evaluate")) -> None:
@@ -218,7 +231,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
     plan, store = plan_of(args)
     executor, resources = executor_of(args)
     probes.preflight(plan, store)  # here, before a job is submitted
-    job = Job(f"probe {plan.out}", probes.Probe.of(plan, store, args.max_probe), resources=resources)
+    job = Job(f"probe {plan.out}", probes.Probe.of(plan, store, args.max_probe), resources=resources.single())
     if args.dry_run:
         print(f"1 job: {job.name}")
         return

@@ -37,9 +37,9 @@ class Resources:
     time_min: int = 240
     extra: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
-    def world_size(self) -> int:
-        return self.nodes * self.tasks_per_node
+    def single(self) -> Resources:
+        """The same on one process: what a job that does not distribute asks for."""
+        return replace(self, nodes=1, tasks_per_node=1)
 
 
 def read_resources(path: Path | None, **overrides: Any) -> Resources:
@@ -60,19 +60,18 @@ def read_resources(path: Path | None, **overrides: Any) -> Resources:
         raise UsageError(f"executor config: unknown field {wrong[0]!r}; known fields: {', '.join(known)}")
     resources = Resources(**values)
     for name in ("gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task", "time_min"):
-        value = getattr(resources, name)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < (0 if name == "gpus_per_node" else 1)
-        ):
-            raise UsageError(f"executor config: {name} must be a positive integer, got {value!r}")
-    if (
-        isinstance(resources.mem_gb, bool)
-        or not isinstance(resources.mem_gb, int | float)
-        or resources.mem_gb <= 0
-    ):
-        raise UsageError(f"executor config: mem_gb must be a positive number, got {resources.mem_gb!r}")
+        value, least = getattr(resources, name), 0 if name == "gpus_per_node" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"executor config: {name} ({option}) must be an integer >= {least}, got {value!r}"
+            )
+    for name in ("partition", "account", "qos"):
+        if getattr(resources, name) is not None and not isinstance(getattr(resources, name), str):
+            raise UsageError(f"executor config: {name} must be a string, got {getattr(resources, name)!r}")
+    mem = resources.mem_gb
+    if isinstance(mem, bool) or not isinstance(mem, int | float) or mem <= 0:
+        raise UsageError(f"executor config: mem_gb (--mem-gb) must be a positive number, got {mem!r}")
     if not isinstance(resources.extra, Mapping):
         raise UsageError("executor config: [extra] must be a table of scheduler directives")
     return resources
@@ -91,9 +90,6 @@ class Job:
     writes: tuple[str, ...] = ()
     done: bool = False
     resources: Resources = Resources()
-
-    def needs(self, resources: Resources) -> Job:
-        return replace(self, resources=resources)
 
 
 @dataclass(frozen=True)
@@ -118,6 +114,10 @@ class Executor(ABC):
 
     name: str = ""
     description: str = ""
+    remote: bool = True  # its jobs run in other processes (which must compute the same store keys)
+
+    def check(self) -> None:  # noqa: B027 (optional: most executors have nothing to check)
+        """What can be checked before any work (the scheduler's tools are there); one line if not."""
 
     @abstractmethod
     def run(self, jobs: Sequence[Job], folder: Path, *, wait: bool = True) -> list[Outcome]:

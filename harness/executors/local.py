@@ -18,6 +18,7 @@ from icl_bench.train.config import TrainingDiverged
 class Local(Executor):
     name = "local"
     description = "in this process, one job after another (the default)"
+    remote = False
 
     def run(self, jobs: Sequence[Job], folder: Path, *, wait: bool = True) -> list[Outcome]:
         check_graph(jobs)
@@ -34,7 +35,8 @@ class Local(Executor):
                 try:
                     outcomes[job.name] = Outcome(job.name, "done", result=job.call())
                 except (TrainingDiverged, RuntimeError) as error:  # recorded; the sweep goes on
-                    outcomes[job.name] = Outcome(job.name, "failed", error=str(error).splitlines()[0])
+                    line = next(iter(str(error).strip().splitlines()), "") or type(error).__name__
+                    outcomes[job.name] = Outcome(job.name, "failed", error=line)
         return [outcomes[job.name] for job in jobs]
 
 

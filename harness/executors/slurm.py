@@ -10,8 +10,10 @@ submits only what is missing.  While the jobs run a table of their states replac
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -21,13 +23,17 @@ from typing import Any
 import submitit
 
 from icl_bench import hookimpl
+from icl_bench.core.errors import UsageError
+from icl_bench.core.files import write_json
 from icl_bench.core.jobs import Executor, Job, Outcome, Resources, State, check_graph
 from icl_bench.core.progress import console
 
 POLL_S = 2.0
-FINISHED = {"COMPLETED": "done", "FAILED": "failed", "TIMEOUT": "failed", "OUT_OF_MEMORY": "failed"}
-FINISHED |= {"CANCELLED": "failed", "NODE_FAIL": "failed", "PREEMPTED": "failed", "BOOT_FAIL": "failed"}
-FINISHED |= {"DEADLINE": "failed", "DONE": "done"}
+ENDED = {"COMPLETED": "done", "FAILED": "failed", "TIMEOUT": "failed", "OUT_OF_MEMORY": "failed"}
+ENDED |= {"CANCELLED": "failed", "NODE_FAIL": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed"}
+RUNNING = ("RUNNING", "COMPLETING", "CONFIGURING", "STAGE_OUT")  # anything else not ENDED waits (PENDING,
+# PREEMPTED and REQUEUED on the way back to the queue, REQUEUE_HOLD, SUSPENDED, ...)
+SUBMITTED = "submitted.json"  # <folder>: job name -> SLURM id, so a rerun attaches to live jobs
 
 
 class Resumable(submitit.helpers.Checkpointable):
@@ -86,16 +92,33 @@ class Slurm(Executor):
     name = "slurm"
     description = "each job an sbatch job via submitit, with dependencies; logs in <out>/.jobs"
 
+    def check(self) -> None:
+        missing = [tool for tool in ("sbatch", "squeue") if shutil.which(tool) is None]
+        if missing:
+            raise UsageError(
+                f"--executor slurm: {missing[0]} is not on PATH; run on a SLURM login node (a local "
+                "one-node cluster: tests/slurm/cluster.sh up, as root)"
+            )
+
     def run(self, jobs: Sequence[Job], folder: Path, *, wait: bool = True) -> list[Outcome]:
         check_graph(jobs)
-        executor = submitit.AutoExecutor(folder=Path(folder) / "%j", cluster="slurm")
-        submitted: dict[str, submitit.Job] = {}
+        self.check()
+        folder = Path(folder)
+        executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm")
+        submitted = live(folder, [job.name for job in jobs if not job.done])
         for job in jobs:
-            if job.done:
+            if job.done or job.name in submitted:
                 continue
             needs = [submitted[name].job_id for name in job.after if name in submitted]
             executor.update_parameters(**parameters(job, needs))
-            submitted[job.name] = executor.submit(Resumable(job.call))
+            try:
+                submitted[job.name] = executor.submit(Resumable(job.call))
+            except Exception as error:  # sbatch refused it: a partition, account or GRES that is not there
+                line = next((x for x in str(error).splitlines() if "error" in x.lower()), str(error))
+                raise UsageError(
+                    f"sbatch refused {job.name!r}: {line.strip()[:300]}; fix the job resources"
+                ) from None
+            write_json(folder / SUBMITTED, {name: str(j.job_id) for name, j in submitted.items()})
             console.print(f"submitted {submitted[job.name].job_id}: {job.name}")
         if not submitted:
             console.print("nothing to submit: every job's artifacts exist")
@@ -103,27 +126,55 @@ class Slurm(Executor):
         return [outcome(job, submitted.get(job.name), states) for job in jobs]
 
 
-def squeue(jobs: Sequence[submitit.Job]) -> dict[str, str]:
+def live(folder: Path, names: Sequence[str]) -> dict[str, submitit.Job]:
+    """The jobs of an earlier submission into `folder` that SLURM still runs or queues, by name: a
+    rerun watches them instead of submitting them again."""
+    path = folder / SUBMITTED
+    try:
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, ValueError):
+        known = {}
+    wanted = {name: job_id for name, job_id in known.items() if name in names}
+    if not wanted:
+        return {}
+    attached = {
+        name: submitit.SlurmJob(folder=folder / "%j", job_id=job_id) for name, job_id in wanted.items()
+    }
+    states = squeue(list(attached.values())) or {}
+    running = {
+        name: job for name, job in attached.items() if states.get(str(job.job_id), "COMPLETED") not in ENDED
+    }
+    for name, job in running.items():
+        console.print(f"attached to {job.job_id}: {name} (still {states[str(job.job_id)].lower()})")
+    return running
+
+
+def squeue(jobs: Sequence[submitit.Job]) -> dict[str, str] | None:
     """Job id -> SLURM state, from `squeue` (which keeps ended jobs for MinJobAge; submitit asks sacct,
-    which a cluster without accounting does not have)."""
+    which a cluster without accounting does not have); None when squeue did not answer."""
     ids = ",".join(str(job.job_id) for job in jobs)
     done = subprocess.run(
         ["squeue", "-h", "-t", "all", "-j", ids, "-o", "%i %T"], capture_output=True, text=True
     )
-    pairs = (line.split() for line in done.stdout.splitlines() if done.returncode == 0)
+    if done.returncode != 0:
+        return None
+    pairs = (line.split() for line in done.stdout.splitlines())
     return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
 
 
-def state_of(job: submitit.Job, states: dict[str, str]) -> tuple[State, str]:
-    """(our state, SLURM's word for it): a job that squeue no longer lists is judged by its result file."""
+def state_of(job: submitit.Job, states: dict[str, str] | None) -> tuple[State, str]:
+    """(our state, SLURM's word for it): a job that squeue no longer lists is judged by its result file;
+    before squeue has answered (`states` None) every job is pending."""
+    if states is None:
+        return "pending", "UNKNOWN"
     raw = states.get(str(job.job_id), "")
-    if raw in FINISHED or (not raw and job.done()):
+    if raw in ENDED or not raw:
         if job.done():  # the result file decides: submitit writes it, success or failure
             return ("failed" if job.exception() else "done"), raw or "ENDED"
-        return FINISHED.get(raw, "failed"), raw  # type: ignore[return-value]
-    if not raw:
-        return "failed", "GONE"
-    return ("running" if raw in ("RUNNING", "COMPLETING") else "pending"), raw
+        if not raw:
+            return "failed", "GONE"
+        return ENDED[raw], raw  # type: ignore[return-value]
+    return ("running" if raw in RUNNING else "pending"), raw
 
 
 def outcome(job: Job, submitted: submitit.Job | None, states: dict[str, str] | None) -> Outcome:
@@ -137,7 +188,7 @@ def outcome(job: Job, submitted: submitit.Job | None, states: dict[str, str] | N
         return Outcome(job.name, "done", log, result=submitted.results()[0])
     if state in ("pending", "running"):
         return Outcome(job.name, state, log)
-    if raw == "CANCELLED" and not log.is_file():
+    if raw == "CANCELLED" and job.after and not log.is_file():  # never started: a job it needs failed
         return Outcome(job.name, "skipped", None, f"skipped: a job it needs did not finish ({raw})")
     return Outcome(job.name, "failed", log if log.is_file() else None, f"{raw}: {last_error(log)}")
 
@@ -157,7 +208,7 @@ def watch(submitted: dict[str, submitit.Job]) -> dict[str, str]:
     from rich.live import Live
     from rich.table import Table
 
-    def table(states: dict[str, str]) -> tuple[Table, bool]:
+    def table(states: dict[str, str] | None) -> tuple[Table, bool]:
         shown, ended = Table(title="jobs", title_justify="left"), True
         for column in ("job", "id", "state"):
             shown.add_column(column)
@@ -168,14 +219,17 @@ def watch(submitted: dict[str, submitit.Job]) -> dict[str, str]:
             shown.add_row(name, str(job.job_id), state + log)
         return shown, ended
 
-    states = squeue(list(submitted.values())) if submitted else {}
-    shown, ended = table(states)
-    with Live(shown, console=console, refresh_per_second=1, transient=False) as live:
+    states: dict[str, str] | None = None
+    ended = False
+    with Live(table(states)[0], console=console, refresh_per_second=1, transient=False) as shown:
         while not ended:
-            time.sleep(POLL_S)
-            states = squeue(list(submitted.values()))
-            shown, ended = table(states)
-            live.update(shown)
+            polled = squeue(list(submitted.values()))
+            states = states if polled is None else polled  # squeue did not answer: ask again next time
+            view, ended = table(states)
+            shown.update(view)
+            if not ended:
+                time.sleep(POLL_S)
+    assert states is not None
     return states
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from icl_bench.core import numerics
@@ -62,7 +62,7 @@ def on_store(plan: Plan, store: Store) -> dict[str, str]:
 
 def sweep_of(plan: Plan, store: Store):
     """The process's sweep for (plan, store), built (and checked) once."""
-    key = (pickle.dumps(plan), str(store.root))
+    key = (pickle.dumps(plan), str(store.root.resolve()))
     if key not in _SWEEPS:
         _SWEEPS[key] = Sweep(plan, store)
     return _SWEEPS[key]
@@ -70,7 +70,7 @@ def sweep_of(plan: Plan, store: Store):
 
 def remember(sweep) -> None:
     """Let this process's jobs reuse `sweep` (the one the submitting command built)."""
-    _SWEEPS[(pickle.dumps(sweep.plan), str(sweep.store.root))] = sweep
+    _SWEEPS[(pickle.dumps(sweep.plan), str(sweep.store.root.resolve()))] = sweep
 
 
 def graph(sweep, kinds: Sequence[str] = KINDS, resources: Resources | None = None) -> list[Job]:
@@ -79,7 +79,7 @@ def graph(sweep, kinds: Sequence[str] = KINDS, resources: Resources | None = Non
     for `resources`; evaluations for the same on one process (they do not distribute)."""
     remember(sweep)
     train = resources or Resources()
-    evaluate = replace(train, nodes=1, tasks_per_node=1)
+    evaluate = train.single()
     jobs = []
     for setting, _ in sweep.settings():
         regime = setting.regime.name if setting.regime else None

@@ -31,10 +31,16 @@ def run(
     sweep.baselines()
     jobs, executor = graph(sweep, resources=resources), executor or local()
     if not wait:
-        last = Job("leaderboard", Finish.of(sweep), after=tuple(j.name for j in jobs), always=True)
+        after, one = tuple(j.name for j in jobs), (resources or Resources()).single()
+        last = Job("leaderboard", Finish.of(sweep), after=after, always=True, resources=one)
         executor.run([*jobs, last], job_folder(plan.out), wait=False)
         return []
-    return sweep.finish(failed(executor.run(jobs, job_folder(plan.out))))
+    try:
+        outcomes = executor.run(jobs, job_folder(plan.out))
+    except UsageError:  # the work done so far is written before the error stops the sweep
+        sweep.record_evaluated()
+        raise
+    return sweep.finish(failed(outcomes))
 
 
 def train_stage(

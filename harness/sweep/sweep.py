@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -276,23 +277,32 @@ class Sweep:
 
     def _train_rank(self, setting: Setting, inputs: dict) -> Path:
         """One rank of a training job whose processes a scheduler started (no launcher): every rank
-        trains under DeepSpeed into a working folder beside the checkpoints, rank 0 then moves it into
-        the store."""
+        trains under DeepSpeed into a working folder beside the checkpoints, rank 0 (which holds the
+        artifact's lock meanwhile) then copies it into the store."""
         from icl_bench.train.trainer import train
 
-        final = self.store.folder("train", inputs)
+        final, (rank, size) = self.store.folder("train", inputs), world()
         if self.store.has("train", inputs):
             return final
         assert setting.regime is not None
         checkpoints = self.store.folder("checkpoints", inputs)
         records = setting.contexts.training_records(setting.regime.name)
-        console.print(f"[bold]train[/] {setting.label} (rank {world()[0]} of {world()[1]})")
+        console.print(f"[bold]train[/] {setting.label} (rank {rank} of {size})")
         work = checkpoints / "output"
-        train(setting.reference, setting.model, records, self.train_config, work, checkpoints, deepspeed=True)
-        if world()[0] == 0:
-            with self.store.writing("train", inputs) as output:
-                shutil.copytree(work, output, dirs_exist_ok=True)
-            shutil.rmtree(checkpoints, ignore_errors=True)
+        with claim(self.store, "train", inputs) if rank == 0 else nullcontext():
+            train(
+                setting.reference,
+                setting.model,
+                records,
+                self.train_config,
+                work,
+                checkpoints,
+                deepspeed=True,
+            )
+            if rank == 0:
+                with self.store.writing("train", inputs) as output:
+                    shutil.copytree(work, output, dirs_exist_ok=True)
+                shutil.rmtree(checkpoints, ignore_errors=True)
         return final
 
     def _train(self, setting: Setting, inputs: dict) -> None:

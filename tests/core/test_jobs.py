@@ -13,16 +13,18 @@ def test_resources_from_file_then_options(tmp_path):
     assert (found.partition, found.gpus_per_node, found.time_min, found.nodes) == ("gpu", 4, 30, 1)
     assert dict(found.extra) == {"constraint": "a100"}
     assert read_resources(None) == Resources()
-    assert Resources(nodes=2, tasks_per_node=4).world_size == 8
+    assert Resources(nodes=2, tasks_per_node=4, gpus_per_node=4).single() == Resources(gpus_per_node=4)
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("partiton = 'gpu'", "unknown field 'partiton'; known fields: partition"),
-        ("nodes = 0", "nodes must be a positive integer"),
-        ("gpus_per_node = 'two'", "gpus_per_node must be a positive integer"),
-        ("mem_gb = -1", "mem_gb must be a positive number"),
+        ("nodes = 0", r"nodes \(--nodes\) must be an integer >= 1"),
+        ("gpus_per_node = -1", r"gpus_per_node \(--gpus-per-node\) must be an integer >= 0"),
+        ("gpus_per_node = 'two'", "gpus_per_node"),
+        ("account = true", "account must be a string"),
+        ("mem_gb = -1", r"mem_gb \(--mem-gb\) must be a positive number"),
         ("extra = 3", r"\[extra\] must be a table"),
         ("partition = ", "executor config .*cluster.toml"),
     ],

@@ -67,8 +67,27 @@ def test_a_silent_holder_elsewhere_is_stale_after_its_heartbeat(tmp_path):
     old = time.time() - locks.STALE_S - 5
     os.utime(path, (old, old))
     assert "no heartbeat" in stale(path)
-    path.write_text("{half a lock")
-    assert stale(path) == "unreadable"
+    path.write_text("{half a lock")  # fresh: a holder may be writing it (never, with link-on-take)
+    assert stale(path) is None
+    os.utime(path, (old, old))
+    assert "unreadable for" in stale(path)
+
+
+def test_the_end_of_a_block_never_removes_another_holders_lock(tmp_path):
+    store = Store(tmp_path)
+    path = _lock_path(store)
+    with claim(store, "thing", INPUTS):
+        other = {**locks.holder(), "token": "someone-else"}
+        path.write_text(json.dumps(other))  # taken over while we held it (e.g. our heartbeat stalled)
+    assert json.loads(path.read_text())["token"] == "someone-else"
+
+
+def test_a_live_lock_moved_by_mistake_is_put_back(tmp_path):
+    path = _lock_path(Store(tmp_path))
+    path.write_text(json.dumps(locks.holder()))  # this process: alive
+    locks._break(path, "judged stale a moment ago")
+    assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
 
 
 def test_a_live_holder_is_waited_for(tmp_path, monkeypatch, capsys):

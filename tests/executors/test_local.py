@@ -1,5 +1,7 @@
 """The `local` executor: the job graph in this process, in order; failures recorded, dependents skipped."""
 
+import re
+
 import pytest
 
 from icl_bench.core import plugins
@@ -57,3 +59,52 @@ def test_executors_are_plugins():
     assert {"local", "slurm"} <= set(plugins.executors)
     with pytest.raises(UsageError, match="unknown executor 'ray'; known executors: local, slurm"):
         plugins.executors["ray"]
+
+
+def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
+    from helpers import run_cli
+
+    args = ("run", "--models", "tiny", "--size", "smoke", "--regimes", "zero", "--dry-run")
+    done = run_cli(*args, "--store", str(tmp_path / "store"), "--out", "suite", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("3 jobs, 3 to run; store ")
+    assert "  2. train tiny / synthetic-alignment / zero [to run]" in lines
+    assert "     after: train tiny / synthetic-alignment / zero" in lines
+    assert any(line.startswith("     writes: train/") for line in lines)
+    assert not (tmp_path / "suite").exists() and not (tmp_path / "store" / "train").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--detach",), "--detach needs an executor that submits jobs"),
+        (("--executor", "slurm", "--numerics", "native"), "--executor slurm needs --numerics portable"),
+        (("--executor", "ray"), "unknown executor 'ray'; known executors: local, slurm"),
+        (("--executor", "slurm", "--gpus-per-node", "-1"), r"gpus_per_node \(--gpus-per-node\) must be"),
+        (("--part", "gpu"), "unrecognized arguments: --part gpu"),  # no abbreviations: plans record names
+    ],
+)
+def test_bad_executor_options_are_one_line_before_any_work(tmp_path, options, message):
+    from helpers import error_line, run_cli
+
+    done = run_cli("run", "--models", "tiny", "--size", "smoke", *options, "--out", "suite", cwd=tmp_path)
+    assert re.search(message, error_line(done))
+    assert not (tmp_path / "suite").exists()
+
+
+def test_slurm_without_its_tools_is_one_line(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UsageError, match=r"--executor slurm: sbatch is not on PATH; .*cluster\.sh up"):
+        plugins.executors["slurm"].check()
+
+
+def test_a_plan_records_no_executor_option():
+    from icl_bench.sweep.record import recorded_argv
+
+    argv = ["run", "--executor", "slurm", "--partition=gpu", "--gpus-per-node", "4", "--detach", "--k", "4"]
+    assert recorded_argv([*argv, "--report-to", "wandb", "--store", "/x", "--executor-config", "c.toml"]) == [
+        "run",
+        "--k",
+        "4",
+    ]

@@ -78,7 +78,7 @@ def test_a_slurm_sweep_is_byte_identical_and_two_at_once_compute_each_artifact_o
 
 
 def test_a_cancelled_training_resumes_from_its_checkpoint(tmp_path):
-    longer = ("--regimes", "zero", "--max-steps", "120")
+    longer = ("--regimes", "zero", "--max-steps", "600")  # a minute of training: scancel lands in it
     local = icl_bench(tmp_path / "local", tmp_path / "local-store", *SWEEP, *longer)
     assert local.returncode == 0, local.stderr[-2000:]
     store = tmp_path / "store"
@@ -97,7 +97,7 @@ def test_a_cancelled_training_resumes_from_its_checkpoint(tmp_path):
     again = icl_bench(tmp_path / "slurm", store, *SWEEP, *longer, *JOBS)
     assert again.returncode == 0, again.stderr[-2000:]
     [log] = [json.loads(p.read_text()) for p in (store / "train").glob("*/train_log.json")]
-    assert log["resumed_from"] and 0 < log["resumed_from"] < 120 and log["steps"] == 120
+    assert log["resumed_from"] and 0 < log["resumed_from"] < 600 and log["steps"] == 600
     assert suite_bytes(tmp_path / "slurm" / "suite") == suite_bytes(tmp_path / "local" / "suite")
 
 
@@ -121,3 +121,15 @@ def test_a_two_task_job_trains_under_zero2_and_its_model_is_evaluated(tmp_path):
     [log] = [json.loads(p.read_text()) for p in (store / "train").glob("*/train_log.json")]
     assert log["world_size"] == 2 and log["deepspeed"]["zero_optimization"]["stage"] == 2
     assert (tmp_path / "suite" / "results" / "synthetic-alignment" / "tiny" / "zero.jsonl").is_file()
+
+
+def test_detach_returns_at_once_and_a_last_job_writes_the_leaderboard(tmp_path):
+    done = icl_bench(tmp_path, tmp_path / "store", *SWEEP, "--regimes", "zero", *JOBS, "--detach")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "submitted; a last job writes suite/leaderboard.md" in done.stderr
+    assert not (tmp_path / "suite" / "leaderboard.md").exists()  # not yet: the jobs run on
+    deadline = time.time() + 900
+    while not (tmp_path / "suite" / "leaderboard.md").exists() and time.time() < deadline:
+        time.sleep(1)
+    assert "| zero |" in (tmp_path / "suite" / "leaderboard.md").read_text()
+    assert not (tmp_path / "suite" / "failures.json").exists()

@@ -147,6 +147,8 @@ MpiDefault=none
 JobRequeue=1
 # a node that was down (e.g. after 'down' then 'up') comes back by itself
 ReturnToService=2
+# a cancelled job's processes get SIGKILL 2 s after SIGTERM (default 30 s), so a test's scancel lands
+KillWait=2
 MailProg=/bin/true
 NodeName=$NODE CPUs=$(nproc) RealMemory=$(real_memory) State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
