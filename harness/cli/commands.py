@@ -165,6 +165,7 @@ def executor_of(args: argparse.Namespace):
     """The executor the options name and the resources its jobs ask for, checked before any work."""
     from icl_bench.core.jobs import read_resources
     from icl_bench.core.numerics import DEFAULT, resolve
+    from icl_bench.train.config import check_tracker
 
     executor = plugins.executors[args.executor]
     names = ("partition", "account", "qos", "gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task")
@@ -181,6 +182,7 @@ def executor_of(args: argparse.Namespace):
         raise UsageError("--detach needs an executor that submits jobs (e.g. --executor slurm)")
     if getattr(args, "detach", False) and getattr(args, "probes", False):
         raise UsageError("--detach runs no probes: drop --probes and run `icl-bench probe` afterwards")
+    check_tracker(getattr(args, "report_to", "none"))
     executor.check()
     return executor, resources
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from icl_bench.core import numerics
+from icl_bench.core.errors import UsageError
 from icl_bench.core.validate import check_fields, is_int, is_number
 from icl_bench.models import PRECISIONS, resolve_precision
 
@@ -17,6 +18,20 @@ ADAPT = ("attention", "attention+mlp", "full", "key-value")
 OBJECTIVES = ("causal-lm", "layer-causal")
 OPTIMIZERS = ("adamw_torch", "sgd")
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")  # the Trainer's own integrations
+TRACKERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",)}
+
+
+def check_tracker(name: str) -> None:
+    """`--report-to NAME` needs the tracker's package here (and in every job): one line if it is not."""
+    import importlib.util
+
+    packages = TRACKERS.get(name, ())
+    if packages and not any(importlib.util.find_spec(p) is not None for p in packages):
+        raise UsageError(
+            f"--report-to {name}: the {packages[0]} package is not installed; pip install {packages[0]}"
+        )
+
+
 TRAINER_VERSION = 2  # in every key; 2: the causal-LM loss computes logits at label positions only
 
 

@@ -83,6 +83,10 @@ def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
         (("--executor", "ray"), "unknown executor 'ray'; known executors: local, slurm"),
         (("--executor", "slurm", "--gpus-per-node", "-1"), r"gpus_per_node \(--gpus-per-node\) must be"),
         (("--part", "gpu"), "unrecognized arguments: --part gpu"),  # no abbreviations: plans record names
+        (
+            ("--report-to", "wandb"),
+            "--report-to wandb: the wandb package is not installed; pip install wandb",
+        ),
     ],
 )
 def test_bad_executor_options_are_one_line_before_any_work(tmp_path, options, message):
