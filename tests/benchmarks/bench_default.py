@@ -34,8 +34,10 @@ from rich.console import Console
 from rich.table import Table
 
 from icl_bench.core import plugins
+from icl_bench.core.errors import UsageError
 from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.report.board import metric_scale
+from icl_bench.report.leaderboard import check_leaderboard
 from icl_bench.score import claims
 from icl_bench.score.bootstrap import Estimate
 from icl_bench.score.claims import Comparison, Term
@@ -73,20 +75,17 @@ def scaled(found: Estimate | None, scale: float) -> Estimate | None:
     return Estimate(found.value / scale, found.lo / scale, found.hi / scale, found.examples)
 
 
-def distinct_ratio(suite: Path, task: TaskResults, model: str) -> tuple[float, str] | None:
-    """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' records, and
-    its regime; None for a multiple-choice task (its outputs are the labels)."""
+def distinct_ratio(suite: Path, task: TaskResults, model: str, split: str) -> tuple[float, str] | None:
+    """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' records of
+    `split`, all modes pooled, and its regime; None for a multiple-choice task (its outputs are labels)."""
     definition = plugins.tasks[task.task]
     if definition.choices is not None:
         return None
-    golds = {
-        (split, ex.id): ex.output
-        for split in {r.split for r in task.records}
-        for ex in definition.load(split)
-    }
+    golds = {(split, ex.id): ex.output for ex in definition.load(split)}
     lowest = (float("inf"), "")
     for path in sorted((suite / "results" / task.task / model).glob("*.jsonl")):
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = [line for line in lines if line["split"] == split]
         if path.stem == "base" or not lines:
             continue
         predicted = {line["prediction"].strip() for line in lines}
@@ -96,24 +95,36 @@ def distinct_ratio(suite: Path, task: TaskResults, model: str) -> tuple[float, s
 
 
 def judge_suite(suite: Path) -> list[Judged]:
-    """(a)-(c) and (e) per (task, model) of a suite folder (its results/ and leaderboard.json)."""
+    """(a)-(c) and (e) per (task, model, split) of a suite folder, from its results/ and its
+    leaderboard.json, which must be current (`icl-bench leaderboard --check`)."""
+    stale = check_leaderboard(suite / "results", suite)
+    if stale:
+        raise UsageError(
+            f"{suite}: {', '.join(stale)} out of date with its results; run `icl-bench leaderboard`"
+        )
     board = json.loads((suite / "leaderboard.json").read_text())
     out = []
     for task in load_results(suite / "results"):
         scale = metric_scale(task.metric)
         grouped = claims.record_scores(task.records, task.bins.edges, statistics=task.corpus is not None)
         rows = board["tasks"][task.task]["rows"]
-        references = {(r, g): v for (m, _, r, g), v in grouped.items() if m == BASELINE_MODEL}
-        for model in sorted({m for m, *_ in grouped} - {BASELINE_MODEL}):
-            scores = {**references, **{(r, g): v for (m, _, r, g), v in grouped.items() if m == model}}
-            low = {
-                row["regime"]: row["mean"]
-                for row in rows
-                if row["kind"] == "bin"
-                and row["column"] == "Low"
-                and (row["model"], row["regime"]) in {(model, "base"), (BASELINE_MODEL, row["regime"])}
+        for model, split in sorted({(m, s) for m, s, *_ in grouped if m != BASELINE_MODEL}):
+            mine = {(m, r, g): v for (m, s, r, g), v in grouped.items() if s == split}
+            scores = {(r, g): v for (m, r, g), v in mine.items() if m in (model, BASELINE_MODEL)}
+            cells = [r for r in rows if r["split"] == split and r.get("hi") is not None]
+            low = {  # the rival of (a): the better in Low of base and each trivial baseline
+                r["regime"]: r["mean"]
+                for r in cells
+                if r["kind"] == "bin"
+                and r["column"] == "Low"
+                and (r["model"], r["regime"]) != (model, "zero")
+                and (r["model"] == BASELINE_MODEL or (r["model"], r["regime"]) == (model, "base"))
             }
-            rival = max(sorted(low), key=lambda name: low[name]) if low else "base"
+            if not any(m == BASELINE_MODEL for m, _, _ in mine):
+                raise UsageError(
+                    f"{suite}: task {task.task!r} has no trivial baselines; run `icl-bench baselines`"
+                )
+            rival = max(sorted(low), key=lambda name: low[name])
             learned = claims.estimate(
                 Comparison("a", (Term("zero", "Low"), Term(rival, "Low", -1)), ">"),
                 scores,
@@ -124,12 +135,11 @@ def judge_suite(suite: Path) -> list[Judged]:
                 scores,
                 corpus=task.corpus,
             )
-            cells = [r for r in rows if r["model"] == model and r.get("hi") is not None]
-            widest = max(cells, key=lambda r: r["hi"] - r["lo"])
-            collapse = distinct_ratio(suite, task, model)
+            widest = max((r for r in cells if r["model"] == model), key=lambda r: r["hi"] - r["lo"])
+            collapse = distinct_ratio(suite, task, model, split)
             out.append(
                 Judged(
-                    task.task,
+                    task.task if split == "test" else f"{task.task} ({split})",
                     model,
                     rival,
                     scaled(learned, scale),
@@ -167,13 +177,18 @@ def main() -> None:
     parser.add_argument("run", nargs=argparse.REMAINDER, help="-- then `icl-bench run` options")
     options = parser.parse_args()
     budget = None
-    with tempfile.TemporaryDirectory() as tmp:
-        if options.suite:
-            found = judge_suite(Path(options.suite))
-        else:
-            suite = Path(tmp) / "suite"
-            budget = timed_run([a for a in options.run if a != "--"], Path(tmp) / "store", suite)
-            found = judge_suite(suite)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            if options.suite:
+                if not (Path(options.suite) / "results").is_dir():
+                    raise UsageError(f"{options.suite}: no results/ folder; pass a suite folder")
+                found = judge_suite(Path(options.suite))
+            else:
+                suite = Path(tmp) / "suite"
+                budget = timed_run([a for a in options.run if a != "--"], Path(tmp) / "store", suite)
+                found = judge_suite(suite)
+    except (UsageError, OSError, ValueError, KeyError) as error:
+        sys.exit(f"bench_default: {type(error).__name__ if not str(error) else error}")
     title = options.suite or "icl-bench run " + " ".join(a for a in options.run if a != "--")
     table = Table(title=title, title_justify="left")
     for column in (
