@@ -229,6 +229,8 @@ def watch(submitted: dict[str, submitit.Job]) -> dict[str, str]:
             shown.update(view)
             if not ended:
                 time.sleep(POLL_S)
+    if not console.is_terminal:  # a live display off a terminal leaves its last line open
+        console.line()
     assert states is not None
     return states
 
