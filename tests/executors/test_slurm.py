@@ -123,13 +123,16 @@ def test_a_two_task_job_trains_under_zero2_and_its_model_is_evaluated(tmp_path):
     assert (tmp_path / "suite" / "results" / "synthetic-alignment" / "tiny" / "zero.jsonl").is_file()
 
 
-def test_detach_returns_at_once_and_a_last_job_writes_the_leaderboard(tmp_path):
+def test_detach_returns_at_once_a_rerun_attaches_and_a_last_job_writes_the_leaderboard(tmp_path):
     done = icl_bench(tmp_path, tmp_path / "store", *SWEEP, "--regimes", "zero", *JOBS, "--detach")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "submitted; a last job writes suite/leaderboard.md" in done.stderr
     assert not (tmp_path / "suite" / "leaderboard.md").exists()  # not yet: the jobs run on
+    again = icl_bench(tmp_path, tmp_path / "store", *SWEEP, "--regimes", "zero", *JOBS)  # while they run
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "attached to" in again.stderr and "submitted " not in again.stderr  # nothing submitted twice
     deadline = time.time() + 900
-    while not (tmp_path / "suite" / "leaderboard.md").exists() and time.time() < deadline:
-        time.sleep(1)
+    while len(list((tmp_path / "suite" / ".jobs").glob("*/*_result.pkl"))) < 4 and time.time() < deadline:
+        time.sleep(1)  # the detached leaderboard job, after the three others
     assert "| zero |" in (tmp_path / "suite" / "leaderboard.md").read_text()
     assert not (tmp_path / "suite" / "failures.json").exists()
