@@ -18,13 +18,14 @@ if TYPE_CHECKING:
     from icl_bench.core.store import Store
 
 
-KINDS = ("tasks", "regimes", "modes", "models")
+KINDS = ("tasks", "regimes", "modes", "models", "executors")
 
 
 def names(kind: str) -> list[dict[str, str]]:
     from icl_bench.contexts.modes import MODES
 
-    registry = {"tasks": plugins.tasks, "regimes": plugins.regimes, "models": plugins.models}.get(kind)
+    registries = {"tasks": plugins.tasks, "regimes": plugins.regimes, "models": plugins.models}
+    registry = {**registries, "executors": plugins.executors}.get(kind)
     items = MODES.values() if registry is None else registry.values()
     return [{"name": item.name, "description": item.description} for item in items]
 

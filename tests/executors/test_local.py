@@ -1,5 +1,6 @@
 """The `local` executor: the job graph in this process, in order; failures recorded, dependents skipped."""
 
+import json
 import re
 
 import pytest
@@ -55,8 +56,13 @@ def test_a_usage_error_stops_everything(tmp_path):
     assert ran == []
 
 
-def test_executors_are_plugins():
+def test_executors_are_plugins(capsys):
+    from icl_bench import cli
+
     assert {"local", "slurm"} <= set(plugins.executors)
+    assert cli.main(["list", "executors", "--json"]) in (0, None)
+    listed = [item["name"] for item in json.loads(capsys.readouterr().out)["executors"]]
+    assert listed == ["local", "slurm"]
     with pytest.raises(UsageError, match="unknown executor 'ray'; known executors: local, slurm"):
         plugins.executors["ray"]
 
