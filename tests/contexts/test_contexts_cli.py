@@ -218,7 +218,7 @@ def test_list_json_structure(work):
     result = run_cli("list", "--json", cwd=work)
     assert result.returncode == 0 and result.stderr == ""
     listing = json.loads(result.stdout)
-    assert list(listing) == ["tasks", "regimes", "modes", "models"]
+    assert list(listing) == ["tasks", "regimes", "modes", "models", "executors"]
     for items in listing.values():
         assert isinstance(items, list)
         for item in items:
