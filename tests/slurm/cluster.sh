@@ -76,7 +76,9 @@ ensure_packages() {
     fi
     command -v apt-get >/dev/null || die 2 "slurm-wlm/munge missing and apt-get not available"
     log "installing slurm-wlm and munge (about a minute)"
+    # a fresh machine may have no package lists yet: update them once if the first try fails
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge ||
+        { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge; } ||
         die 2 "apt-get install -y -q slurm-wlm munge failed"
 }
 
