@@ -164,15 +164,13 @@ def fail_on(failures: Sequence[str]) -> None:
 
 def executor_of(args: argparse.Namespace):
     """The executor the options name and the resources its jobs ask for, checked before any work."""
-    from icl_bench.core.jobs import read_resources
+    from icl_bench.core.jobs import SETTABLE, read_resources
     from icl_bench.core.numerics import DEFAULT, resolve
     from icl_bench.train.config import check_tracker
 
     executor = plugins.executors[args.executor]
-    names = ("partition", "account", "qos", "gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task")
-    overrides = {name: getattr(args, name) for name in (*names, "mem_gb", "time_min")}
     config = Path(args.executor_config) if args.executor_config else None
-    resources = read_resources(config, **overrides)
+    resources = read_resources(config, **{name: getattr(args, name) for name in SETTABLE})
     profile = resolve(getattr(args, "numerics", DEFAULT))
     if executor.remote and profile != "portable":  # store keys would name each machine's CPU
         raise UsageError(

@@ -42,6 +42,15 @@ class Resources:
         return replace(self, nodes=1, tasks_per_node=1)
 
 
+# the fields a command line sets one by one (`extra` only comes from a config file), and their options
+SETTABLE = tuple(f.name for f in fields(Resources) if f.name != "extra")
+
+
+def option(name: str) -> str:
+    """The command-line option of a Resources field: `gpus_per_node` -> `--gpus-per-node`."""
+    return "--" + name.replace("_", "-")
+
+
 def read_resources(path: Path | None, **overrides: Any) -> Resources:
     """Resources from an executor config file (TOML: the fields of `Resources`; `[extra]` holds further
     directives), then `overrides` that are not None.  An unknown field or a bad value is one line."""
@@ -62,16 +71,17 @@ def read_resources(path: Path | None, **overrides: Any) -> Resources:
     for name in ("gpus_per_node", "nodes", "tasks_per_node", "cpus_per_task", "time_min"):
         value, least = getattr(resources, name), 0 if name == "gpus_per_node" else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            option = "--" + name.replace("_", "-")
             raise UsageError(
-                f"executor config: {name} ({option}) must be an integer >= {least}, got {value!r}"
+                f"executor config: {name} ({option(name)}) must be an integer >= {least}, got {value!r}"
             )
     for name in ("partition", "account", "qos"):
         if getattr(resources, name) is not None and not isinstance(getattr(resources, name), str):
             raise UsageError(f"executor config: {name} must be a string, got {getattr(resources, name)!r}")
     mem = resources.mem_gb
     if isinstance(mem, bool) or not isinstance(mem, int | float) or mem <= 0:
-        raise UsageError(f"executor config: mem_gb (--mem-gb) must be a positive number, got {mem!r}")
+        raise UsageError(
+            f"executor config: mem_gb ({option('mem_gb')}) must be a positive number, got {mem!r}"
+        )
     if not isinstance(resources.extra, Mapping):
         raise UsageError("executor config: [extra] must be a table of scheduler directives")
     return resources

@@ -1,13 +1,15 @@
 """One writer per artifact: an exclusive lock file per store key, so two jobs that share a store (two
 sweeps at once, a rerun while a job still runs) never compute the same artifact.
 
-`claim(store, stage, inputs)` takes `<root>/locks/<stage>/<key>.lock` for the block: the holder's record
-(host, process, job, a random token) is written to a file of its own first and then hard-linked to the
-lock's name, which fails when the name exists, so a lock is never seen half-written.  A heartbeat thread
-keeps its mtime fresh; the block's end removes it only while it still holds this holder's token.  A lock
-whose holder is gone is stale and taken over: on the same host when the holder's process no longer
-exists, on another host when its heartbeat is older than `STALE_S` (a job killed by the scheduler, a node
-that died).  A live holder is waited for; the caller then checks the store again.
+`made(store, stage, inputs, make)` builds an artifact once across every process sharing the store.
+`claim(store, stage, inputs)`, the lock it takes, holds `<root>/locks/<stage>/<key>.lock` for the block:
+the holder's record (host, process, job, a random token) is written to a file of its own first and
+then hard-linked to the lock's name, which fails when the name exists, so a lock is never seen
+half-written.  A heartbeat thread keeps its mtime fresh; the block's end removes it only while it
+still holds this holder's token.  A lock whose holder is gone is stale and taken over: on the same host
+when the holder's process no longer exists, on another host when its heartbeat is older than
+`STALE_S` (a job killed by the scheduler, a node that died).  A live holder is waited for; the caller
+then checks the store again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -149,3 +151,13 @@ def claim(store: Store, stage: str, inputs: Mapping[str, Any]) -> Iterator[None]
         beat.join()
         if _ours(path, record["token"]):
             path.unlink(missing_ok=True)
+
+
+def made(store: Store, stage: str, inputs: Mapping[str, Any], make: Callable[[], object]) -> Path:
+    """The artifact `stage`/`inputs`, built by `make` once across every process sharing the store:
+    reused when it exists, else made under its lock unless the holder made it meanwhile."""
+    if not store.has(stage, inputs):
+        with claim(store, stage, inputs):
+            if not store.has(stage, inputs):
+                make()
+    return store.folder(stage, inputs)

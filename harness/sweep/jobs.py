@@ -80,11 +80,10 @@ def graph(sweep, kinds: Sequence[str] = KINDS, resources: Resources | None = Non
     remember(sweep)
     train = resources or Resources()
     evaluate = train.single()
-    jobs = []
+    jobs, here = [], on_store(sweep.plan, sweep.store)
     for setting, _ in sweep.settings():
         regime = setting.regime.name if setting.regime else None
-        work = on_store(sweep.plan, sweep.store)
-        work |= {"task": setting.task.name, "model": setting.model.name, "regime": regime}
+        work = {**here, "task": setting.task.name, "model": setting.model.name, "regime": regime}
         needs = ()
         if regime is not None and "train" in kinds:
             inputs = sweep.train_inputs(setting)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import write_json
+from icl_bench.core.jobs import SETTABLE, option
 from icl_bench.report.board import PLAN_FILE
 
 if TYPE_CHECKING:
@@ -96,9 +97,7 @@ def add_stage(folder: Path, argv: Sequence[str]) -> None:
 
 
 # options that say where or how the work runs, never what it computes: a plan does not record them
-WHERE = ("--store", "--executor", "--executor-config", "--partition", "--account", "--qos")
-WHERE += ("--gpus-per-node", "--nodes", "--tasks-per-node", "--cpus-per-task", "--mem-gb", "--time-min")
-WHERE += ("--report-to",)
+WHERE = ("--store", "--executor", "--executor-config", "--report-to", *map(option, SETTABLE))
 FLAGS = ("--detach",)
 
 

@@ -29,14 +29,14 @@ def run(
     sweep = Sweep(plan, store)
     write_plan(plan.out, plan_record(plan, sweep.precision, sweep.contexts_config, sweep.train_config))
     sweep.baselines()
-    jobs, executor = graph(sweep, resources=resources), executor or local()
+    jobs = graph(sweep, resources=resources)
     if not wait:
         after, one = tuple(j.name for j in jobs), (resources or Resources()).single()
         last = Job("leaderboard", Finish.of(sweep), after=after, always=True, resources=one)
-        executor.run([*jobs, last], job_folder(plan.out), wait=False)
+        execute(sweep, [*jobs, last], executor, wait=False)
         return []
     try:
-        outcomes = executor.run(jobs, job_folder(plan.out))
+        outcomes = execute(sweep, jobs, executor)
     except UsageError:  # the work done so far is written before the error stops the sweep
         sweep.record_evaluated()
         raise
@@ -49,7 +49,7 @@ def train_stage(
     """`icl-bench train`: train every (model, task, regime) of the plan, under the keys `run` uses;
     return the trained folders and the failures."""
     sweep = Sweep(plan, store)
-    outcomes = (executor or local()).run(graph(sweep, ("train",), resources), job_folder(plan.out))
+    outcomes = execute(sweep, graph(sweep, ("train",), resources), executor)
     trained = [folder for s, _ in sweep.settings(base=False) if (folder := sweep.trained(s)) is not None]
     return trained, failed(outcomes)
 
@@ -66,7 +66,7 @@ def evaluate_stage(
             f"not trained yet: {', '.join(untrained)}; run `icl-bench train` with the same options first"
         )
     sweep.baselines()
-    outcomes = (executor or local()).run(graph(sweep, ("evaluate",), resources), job_folder(plan.out))
+    outcomes = execute(sweep, graph(sweep, ("evaluate",), resources), executor)
     sweep.record_evaluated()
     return failed(outcomes)
 
@@ -82,5 +82,6 @@ def failed(outcomes: list[Outcome]) -> list[str]:
     return [o.line() for o in outcomes if o.state == "failed"]
 
 
-def local() -> Executor:
-    return plugins.executors["local"]
+def execute(sweep: Sweep, jobs: list[Job], executor: Executor | None, wait: bool = True) -> list[Outcome]:
+    """Run `jobs` with `executor` (default: `local`), its logs in the suite's job folder."""
+    return (executor or plugins.executors["local"]).run(jobs, job_folder(sweep.plan.out), wait=wait)

@@ -24,7 +24,7 @@ from icl_bench.contexts.build import (
 from icl_bench.core import environment, numerics, plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import fingerprint, read_jsonl, write_json, write_jsonl
-from icl_bench.core.locks import claim
+from icl_bench.core.locks import claim, made
 from icl_bench.core.progress import console
 from icl_bench.core.store import Store
 from icl_bench.core.types import BASELINE_FILE, Regime, Task
@@ -199,11 +199,9 @@ class Sweep:
         the environments it was trained and evaluated in."""
         trained = self.train(setting) if setting.regime else None
         inputs = self.evaluate_inputs(setting)
-        if not self.store.has("evaluate", inputs):
-            with claim(self.store, "evaluate", inputs):  # another job may be making it: wait, then reuse
-                if not self.store.has("evaluate", inputs):
-                    self._evaluate(setting, test_records, trained, inputs)
-        folder = self.store.folder("evaluate", inputs)
+        folder = made(
+            self.store, "evaluate", inputs, lambda: self._evaluate(setting, test_records, trained, inputs)
+        )
         environments = {"train": _recorded(trained / LOG, "environment") if trained else None}
         environments["evaluate"] = _recorded(folder / environment.FILE)
         return read_jsonl(folder / "samples.jsonl"), environments
@@ -269,11 +267,7 @@ class Sweep:
         inputs = self.train_inputs(setting)
         if world()[1] > 1:  # one rank of a distributed job: every rank trains
             return self._train_rank(setting, inputs)
-        if not self.store.has("train", inputs):
-            with claim(self.store, "train", inputs):  # another job may be training it: wait, then reuse
-                if not self.store.has("train", inputs):
-                    self._train(setting, inputs)
-        return self.store.folder("train", inputs)
+        return made(self.store, "train", inputs, lambda: self._train(setting, inputs))
 
     def _train_rank(self, setting: Setting, inputs: dict) -> Path:
         """One rank of a training job whose processes a scheduler started (no launcher): every rank

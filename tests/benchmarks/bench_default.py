@@ -117,7 +117,6 @@ def judge_suite(suite: Path) -> list[Judged]:
                 for r in cells
                 if r["kind"] == "bin"
                 and r["column"] == "Low"
-                and (r["model"], r["regime"]) != (model, "zero")
                 and (r["model"] == BASELINE_MODEL or (r["model"], r["regime"]) == (model, "base"))
             }
             if not any(m == BASELINE_MODEL for m, _, _ in mine):
