@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import TYPE_CHECKING
-
-from icl_bench.core.errors import UsageError
-from icl_bench.models import PRECISIONS
-
-if TYPE_CHECKING:
-    pass
 
 from icl_bench.cli.analyses import cmd_analyze, cmd_reproduce, cmd_theory
 from icl_bench.cli.commands import (
@@ -28,6 +21,9 @@ from icl_bench.cli.commands import (
     cmd_store,
     cmd_train,
 )
+from icl_bench.core.errors import UsageError
+from icl_bench.core.names import DEFAULT_TASK
+from icl_bench.models import PRECISIONS
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,7 +80,7 @@ def sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--models", default="smollm2-135m", help="comma-separated aliases, hub ids or folders"
     )
-    parser.add_argument("--tasks", default="synthetic-alignment", help="comma-separated task names")
+    parser.add_argument("--tasks", default=DEFAULT_TASK, help="comma-separated task names")
     parser.add_argument("--regimes", default="main", help="`main` (the four main regimes), `all`, or names")
     parser.add_argument("--set", action="append", default=[], metavar="REGIME.FIELD=VALUE")
     parser.add_argument("--size", default="default", help="smoke, default or paper")

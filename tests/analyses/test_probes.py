@@ -252,12 +252,34 @@ def test_size_presets_keep_about_five_snapshots():
 
 
 def test_an_unknown_regime_is_one_line(tmp_path):
-    done = run_cli("probe", "--models", "tiny", "--regimes", "nope", "--size", "smoke", cwd=tmp_path)
+    done = run_cli(
+        "probe",
+        "--models",
+        "tiny",
+        "--regimes",
+        "nope",
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        cwd=tmp_path,
+    )
     assert "unknown regime 'nope'; known regimes: " in error_line(done)
 
 
 def test_an_untrained_regime_is_one_line(tmp_path):
-    done = run_cli("probe", "--models", "tiny", "--regimes", "zero", "--size", "smoke", cwd=tmp_path)
+    done = run_cli(
+        "probe",
+        "--models",
+        "tiny",
+        "--regimes",
+        "zero",
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        cwd=tmp_path,
+    )
     line = error_line(done)
     assert "not trained yet: tiny / synthetic-alignment / zero" in line and "icl-bench train" in line
 
@@ -297,7 +319,13 @@ def test_a_regime_trained_without_snapshots_is_one_line(tmp_path, monkeypatch, c
     smoke = SIZES["smoke"]
     monkeypatch.setitem(SIZES, "bare", Size(smoke.contexts, replace(smoke.train, snapshot_steps=0), 6))
     store = Store(tmp_path / "store")
-    plan = Plan(models=["tiny"], regimes=[plugins.regimes["zero"]], size="bare", out=tmp_path / "out")
+    plan = Plan(
+        models=["tiny"],
+        tasks=["synthetic-alignment"],
+        regimes=[plugins.regimes["zero"]],
+        size="bare",
+        out=tmp_path / "out",
+    )
     sweep = Sweep(plan, store)
     settings = [setting for setting, _ in sweep.settings(base=False)]
     with store.writing("train", sweep.train_inputs(settings[0])) as fake:  # an adapter, no snapshots
@@ -317,8 +345,9 @@ def test_run_with_probes_on_tiny(tmp_path):
     """The real stage end to end: the three regimes P1-P3 name, 3 probe examples (time), 2 snapshots each."""
     out, store = tmp_path / "suite", tmp_path / "store"
     done = run_cli(
-        "run", "--probes", "--models", "tiny", "--regimes", "random,similar,contrastive", "--size", "smoke",
-        "--max-probe", "3", "--store", str(store), "--out", str(out), cwd=tmp_path,
+        "run", "--probes", "--models", "tiny", "--tasks", "synthetic-alignment", "--size", "smoke",
+        "--regimes", "random,similar,contrastive", "--max-probe", "3",
+        "--store", str(store), "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert all((out / name).is_file() for name in probes.FILES)

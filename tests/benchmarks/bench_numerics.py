@@ -51,7 +51,16 @@ def train_once(model: str, regime: str, settings: dict[str, str], root: Path) ->
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES} | settings | {"HF_HUB_OFFLINE": "1"}
     store = root / "store"
     command = [sys.executable, "-m", "icl_bench.cli", "train", "--numerics", "native", "--models", model]
-    command += ["--size", "smoke", "--regimes", regime, "--store", str(store)]
+    command += [
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        "--regimes",
+        regime,
+        "--store",
+        str(store),
+    ]
     models = Path(os.environ.get("ICL_BENCH_STORE", "")) / "models"
     if models.is_dir():  # reuse the materialised model: only training is timed
         (store).mkdir(parents=True)

@@ -17,7 +17,7 @@ from icl_bench.core.validate import Rows, check_writable, names_in
 from icl_bench.report.board import read_environments
 from icl_bench.sweep.plan import resolve_regimes
 
-SWEEP = ("--models", "tiny", "--size", "smoke")
+SWEEP = ("--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment")
 WITH_OUT = {"run", "evaluate", "probe", "analyze", "leaderboard"}
 
 
@@ -120,7 +120,7 @@ SET = "--set 'zero.min_mean_sim={}': {} is not a finite number; pass a finite va
             for text in ("", ",", " , ")
         ],
         (
-            ("run", "--models", "", "--size", "smoke"),
+            ("run", "--models", "", "--size", "smoke", "--tasks", "synthetic-alignment"),
             "--models '' names no models; pass one or more names, comma-separated "
             "(`icl-bench list models` lists them)",
         ),
@@ -140,7 +140,7 @@ SET = "--set 'zero.min_mean_sim={}': {} is not a finite number; pass a finite va
             "(`icl-bench list tasks` lists them)",
         ),
         (
-            ("run", "--models", "tiny,tiny", "--size", "smoke"),
+            ("run", "--models", "tiny,tiny", "--size", "smoke", "--tasks", "synthetic-alignment"),
             "--models 'tiny,tiny' names 'tiny' twice; name each of the models once",
         ),
         # analyze: the fine-tuning configs, before any task's data is fetched
@@ -167,7 +167,9 @@ def test_unwritable_out_fails_and_a_failing_command_creates_no_out(fails, tmp_pa
     blocker.write_text("not a folder")
     line = fails("run", *SWEEP, "--out", str(blocker / "suite"))
     assert line == f"{blocker / 'suite'} is not writable (Not a directory); pass a writable folder with --out"
-    line = fails("run", "--models", "nonesuch", "--size", "smoke")  # fails after --out was checked
+    line = fails(
+        "run", "--models", "nonesuch", "--size", "smoke", "--tasks", "synthetic-alignment"
+    )  # fails after --out was checked
     assert line.startswith("unknown model 'nonesuch'; known models: ")
     line = fails("leaderboard", "--results", str(tmp_path / "nowhere"))
     assert "nowhere does not exist" in line

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import error_line, run_cli
 
-SWEEP = ("--models", "tiny", "--regimes", "zero", "--size", "smoke")
+SWEEP = ("--models", "tiny", "--regimes", "zero", "--size", "smoke", "--tasks", "synthetic-alignment")
 
 
 def trained_files(store: Path) -> dict[str, bytes]:
@@ -108,10 +108,27 @@ def test_a_folder_that_is_not_a_model_names_what_is_missing(tmp_path):
     folder = tmp_path / "not-a-model"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
-    line = error_line(run_cli("run", "--models", str(folder), "--size", "smoke", "--out", "o", cwd=tmp_path))
+    line = error_line(
+        run_cli(
+            "run",
+            "--models",
+            str(folder),
+            "--size",
+            "smoke",
+            "--tasks",
+            "synthetic-alignment",
+            "--out",
+            "o",
+            cwd=tmp_path,
+        )
+    )
     assert f"model folder {folder} is not a loadable model: no weights" in line
     assert "no tokenizer" in line and "no config.json" not in line and "tiny" in line
-    line = error_line(run_cli("train", "--models", "/etc", "--size", "smoke", cwd=tmp_path))
+    line = error_line(
+        run_cli(
+            "train", "--models", "/etc", "--size", "smoke", "--tasks", "synthetic-alignment", cwd=tmp_path
+        )
+    )
     assert "model folder /etc is not a loadable model: no config.json, no weights" in line
 
 
@@ -121,8 +138,8 @@ def test_a_model_given_as_a_folder_keeps_its_results_in_the_suite(twice, tmp_pat
     (folder,) = (store / "models").iterdir()  # the tiny model the stage test built
     out = tmp_path / "leaderboards" / "suite"
     done = run_cli(
-        "run", "--models", str(folder), "--regimes", "zero", "--size", "smoke", "--store", str(store),
-        "--out", str(out), cwd=tmp_path,
+        "run", "--models", str(folder), "--regimes", "zero", "--size", "smoke",
+        "--tasks", "synthetic-alignment", "--store", str(store), "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     flattened = str(folder).strip("/").replace("/", "--")

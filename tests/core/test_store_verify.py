@@ -36,7 +36,13 @@ def smoke(tmp_path_factory):
     """One smoke sweep and the bytes of its suite and store, undamaged."""
     root = tmp_path_factory.mktemp("verify")
     store = Store(root / "store")
-    plan = Plan(models=["tiny"], regimes=[plugins.regimes["random"]], size="smoke", out=root / "suite")
+    plan = Plan(
+        models=["tiny"],
+        tasks=["synthetic-alignment"],
+        regimes=[plugins.regimes["random"]],
+        size="smoke",
+        out=root / "suite",
+    )
     assert run(plan, store) == []
     return plan, store, contents(plan.out), contents(store.root)
 

@@ -70,7 +70,18 @@ def test_executors_are_plugins(capsys):
 def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
     from helpers import run_cli
 
-    args = ("run", "--models", "tiny", "--size", "smoke", "--regimes", "zero", "--dry-run")
+    args = (
+        "run",
+        "--models",
+        "tiny",
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        "--regimes",
+        "zero",
+        "--dry-run",
+    )
     done = run_cli(*args, "--store", str(tmp_path / "store"), "--out", "suite", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -98,7 +109,19 @@ def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
 def test_bad_executor_options_are_one_line_before_any_work(tmp_path, options, message):
     from helpers import error_line, run_cli
 
-    done = run_cli("run", "--models", "tiny", "--size", "smoke", *options, "--out", "suite", cwd=tmp_path)
+    done = run_cli(
+        "run",
+        "--models",
+        "tiny",
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        *options,
+        "--out",
+        "suite",
+        cwd=tmp_path,
+    )
     assert re.search(message, error_line(done))
     assert not (tmp_path / "suite").exists()
 

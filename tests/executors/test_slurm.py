@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 CLUSTER = Path(__file__).resolve().parents[1] / "slurm" / "cluster.sh"
-SWEEP = ("run", "--models", "tiny", "--size", "smoke", "--out", "suite")
+SWEEP = ("run", "--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment", "--out", "suite")
 JOBS = ("--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3")
 
 

@@ -10,6 +10,7 @@ from icl_bench.core.errors import UsageError
 from icl_bench.score.results import load_results
 
 SUITE = Path(__file__).parents[2] / "leaderboards" / "default" / "results"
+TASK = "mr-offline"  # the default's task
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def results(tmp_path) -> Path:
 
 
 def _file(results: Path, regime: str) -> Path:
-    return results / "synthetic-alignment" / "smollm2-135m" / f"{regime}.jsonl"
+    return results / TASK / "smollm2-135m" / f"{regime}.jsonl"
 
 
 def _edit(path: Path, line: int, **changes) -> None:
@@ -38,7 +39,7 @@ def test_the_committed_results_pass(results):
     [
         (
             lambda p: _edit(p, 3, score=7.0),
-            r"zero.jsonl:4: score 7.0 is outside pfa-segment-accuracy's range \[0, 1\]",
+            r"zero.jsonl:4: score 7.0 is outside exact-match's range \[0, 1\]",
         ),
         (lambda p: _edit(p, 3, score=-0.5), r"zero.jsonl:4: score -0.5 is outside"),
         (
@@ -70,7 +71,7 @@ def test_a_damaged_results_file_is_refused_naming_file_and_line(results, damage,
 
 
 def test_a_baseline_missing_records_is_refused_too(results):
-    path = results / "synthetic-alignment" / "baselines.jsonl"
+    path = results / TASK / "baselines.jsonl"
     path.write_text("".join(path.read_text().splitlines(True)[1:]))
     with pytest.raises(UsageError, match=r"baselines.jsonl: 1 record\(s\) of split 'test'"):
         load_results(results)
@@ -86,7 +87,7 @@ def test_leaderboard_check_refuses_a_damaged_folder_with_one_line(results, capsy
 
 
 def test_bins_that_are_not_the_tertiles_they_claim_are_refused(results):
-    path = results / "synthetic-alignment" / "bins.json"
+    path = results / TASK / "bins.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "method": "tertiles", "edges": [0.1, 0.2]}))
     with pytest.raises(UsageError, match=r"bins.json: edges \[0.1, 0.2\] are not the tertiles"):
         load_results(results)
@@ -95,17 +96,20 @@ def test_bins_that_are_not_the_tertiles_they_claim_are_refused(results):
 def test_without_baseline_records_c1_cannot_hold(results):
     from icl_bench.report.board import board
 
-    (results / "synthetic-alignment" / "baselines.jsonl").unlink()
-    [verdicts] = board(results).verdicts["synthetic-alignment"]
+    (results / TASK / "baselines.jsonl").unlink()
+    [verdicts] = board(results).verdicts[TASK]
     c1 = next(c for c in verdicts.claims if c.claim.id == "C1")
-    assert [o.verdict for o in c1.outcomes] == ["holds", "not run", "not run"]  # zero > base alone holds
-    assert c1.verdict == "inconclusive"
+    assert [o.verdict for o in c1.outcomes][1:] == ["not run", "not run"]  # zero > base alone is judged
+    assert c1.verdict != "holds"
 
 
 def test_an_example_dropped_from_every_file_is_missing_from_the_plan(results):
     """bins.json lists the records the contexts hold: dropping one example everywhere is still found."""
-    for path in (results / "synthetic-alignment").rglob("*.jsonl"):
-        kept = [line for line in path.read_text().splitlines(True) if '"id": "test-0007"' not in line]
+    records = _file(results, "zero").read_text().splitlines()
+    dropped = json.loads(records[7])["id"]
+    for path in (results / TASK).rglob("*.jsonl"):
+        kept = [line for line in path.read_text().splitlines(True) if f'"id": "{dropped}"' not in line]
         path.write_text("".join(kept))
-    with pytest.raises(UsageError, match=r"of the 360 planned records are missing \(e.g. id 'test-0007'"):
+    planned = rf"of the {len(records)} planned records are missing \(e.g. id '{dropped}'"
+    with pytest.raises(UsageError, match=planned):
         load_results(results)

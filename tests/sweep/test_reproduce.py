@@ -23,7 +23,19 @@ def suite(tmp_path_factory):
     """A tiny smoke suite made by the command line, as a user would (zero regime only)."""
     root = tmp_path_factory.mktemp("reproduce")
     out = root / "suite"
-    argv = ["run", "--models", "tiny", "--size", "smoke", "--regimes", "zero", "--out", str(out)]
+    argv = [
+        "run",
+        "--models",
+        "tiny",
+        "--size",
+        "smoke",
+        "--tasks",
+        "synthetic-alignment",
+        "--regimes",
+        "zero",
+        "--out",
+        str(out),
+    ]
     assert cli.main([*argv, "--store", str(root / "store")]) == 0
     return root, out
 

@@ -25,6 +25,7 @@ def smoke(tmp_path_factory):
     store, out = Store(root / "store"), root / "leaderboards" / "smoke"
     plan = Plan(
         models=["tiny"],
+        tasks=["synthetic-alignment"],
         regimes=[plugins.regimes["zero"], plugins.regimes["contrastive"]],
         size="smoke",
         out=out,
@@ -63,7 +64,13 @@ def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(sm
     before = artifacts(store)
     assert run(plan, store) == []
     assert artifacts(store) == before
-    wider = Plan(models=["tiny"], regimes=[*plan.regimes, plugins.regimes["random"]], size="smoke", out=out)
+    wider = Plan(
+        models=["tiny"],
+        tasks=["synthetic-alignment"],
+        regimes=[*plan.regimes, plugins.regimes["random"]],
+        size="smoke",
+        out=out,
+    )
     assert run(wider, store) == []
     added = set(artifacts(store)) - set(before)
     assert {p.relative_to(store.root).parts[0] for p in added} == {"training-sets", "train", "evaluate"}
@@ -73,7 +80,14 @@ def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(sm
 
 def test_diverging_training_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "nan"
-    plan = Plan(models=["tiny"], regimes=[plugins.regimes["zero"]], size="smoke", out=out, learning_rate=1e30)
+    plan = Plan(
+        models=["tiny"],
+        tasks=["synthetic-alignment"],
+        regimes=[plugins.regimes["zero"]],
+        size="smoke",
+        out=out,
+        learning_rate=1e30,
+    )
     failures = run(plan, Store(tmp_path / "store"))
     assert len(failures) == 1 and "zero" in failures[0] and "loss" in failures[0].lower()
     assert json.loads((out / "failures.json").read_text()) == failures
@@ -138,7 +152,7 @@ def test_auto_precision_is_bf16_only_on_a_bf16_gpu(monkeypatch, gpu, native, exp
 def test_run_rejects_unknown_size_and_model():
     with pytest.raises(UsageError, match="unknown size 'huge'; known sizes: smoke, default, paper"):
         run(Plan(size="huge"), Store("/nonexistent"))
-    assert cli.main(["run", "--models", "nope", "--size", "smoke"]) == 2
+    assert cli.main(["run", "--models", "nope", "--size", "smoke", "--tasks", "synthetic-alignment"]) == 2
 
 
 def test_leaderboard_command_regenerates_and_checks(smoke, capsys):
@@ -182,6 +196,7 @@ def test_run_trains_under_the_deepspeed_launcher(tmp_path):
     out = tmp_path / "suites" / "ds"
     plan = Plan(
         models=["tiny"],
+        tasks=["synthetic-alignment"],
         regimes=[plugins.regimes["zero"]],
         size="smoke",
         out=out,
@@ -202,7 +217,9 @@ def test_size_overrides_reach_the_contexts_and_keep_the_rest_of_the_preset(tmp_p
     from icl_bench.sweep.sweep import Sweep
 
     options = ["--max-test", "3", "--max-pool", "9", "--epochs", "2", "--store", str(tmp_path / "store")]
-    args = cli.build_parser().parse_args(["run", "--models", "tiny", "--size", "smoke", *options])
+    args = cli.build_parser().parse_args(
+        ["run", "--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment", *options]
+    )
     plan, store = cli.plan_of(args)
     config = Sweep(plan, store).contexts_config
     assert (config.max_test, config.max_pool, config.epochs) == (3, 9, 2)
