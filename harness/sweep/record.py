@@ -21,6 +21,7 @@ from icl_bench.core import numerics
 from icl_bench.core.errors import UsageError
 from icl_bench.core.files import write_json
 from icl_bench.core.jobs import SETTABLE, option
+from icl_bench.core.progress import console
 from icl_bench.report.board import PLAN_FILE
 
 if TYPE_CHECKING:
@@ -68,13 +69,27 @@ def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: Trai
     }
 
 
+RESOLVED = ("options", "contexts", "train", "numerics")  # what a command resolves to: what it computes
+
+
 def write_plan(folder: Path, record: dict[str, Any]) -> Path:
     """Write the plan of a `run` into the suite `folder`.  A suite that already has a plan keeps it: a
-    rerun of the same command keeps its later stages, another command becomes one more stage."""
+    rerun of the same command keeps its later stages, another command becomes one more stage.  The same
+    command resolving to other work (a default changed since) starts the plan anew, said on stderr with
+    the result folders of tasks it no longer runs."""
     path = Path(folder) / PLAN_FILE
     try:
         known = read_plan(folder) if path.is_file() else None
     except UsageError:  # a damaged plan is replaced by this run's
+        known = None
+    same = known is not None and known["argv"] == record["argv"]
+    if same and any(known.get(key) != record[key] for key in RESOLVED):  # type: ignore[union-attr]
+        tasks = record["options"]["tasks"]
+        others = sorted(t.name for t in (Path(folder) / "results").glob("*/") if t.name not in tasks)
+        stale = f"; results of tasks it no longer runs stay until removed: {', '.join(others)}"
+        command = record["command"] or "the same plan call"
+        line = f"{path}: {command} now resolves to other work; its plan starts anew"
+        console.print(line + (stale if others else ""), markup=False)
         known = None
     if known is None:
         write_json(path, record)

@@ -12,7 +12,7 @@ Every interval resamples test examples (`icl_bench.claims.estimate`, the leaderb
 claims' verdicts are not read here: they never enter the choice of a default.
 
     python tests/benchmarks/bench_default.py --suite leaderboards/default     # judge a suite's results
-    python tests/benchmarks/bench_default.py -- --tasks mr-offline --size default   # run, then judge
+    python tests/benchmarks/bench_default.py --                  # run `icl-bench run` fresh, then judge
 
 A run goes to a fresh temporary store (its wall time and peak RSS are (d)); a suite is judged on (a)-(c)
 and (e) from its results (no run: (d) unknown).  One row per task and model; exit 1 when one fails.

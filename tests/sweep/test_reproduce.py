@@ -171,6 +171,25 @@ def test_later_commands_become_stages_and_store_paths_are_not_recorded(suite, tm
     assert not (tmp_path / "plan.json").exists()
 
 
+def test_the_same_command_resolving_to_other_work_starts_the_plan_anew(suite, tmp_path, capsys):
+    """A changed default (issue 21 moved `run`'s task) must not leave the old resolution on record."""
+    _, out = suite
+    folder = copy_of(out, tmp_path)
+    plans.add_stage(folder, ["probe"])
+    first = plans.read_plan(folder)
+    plans.write_plan(folder, dict(first))  # the same command, the same work: the plan and its stages stay
+    assert plans.read_plan(folder)["stages"] == [["probe"]]
+    moved = {k: v for k, v in first.items() if k != "stages"} | {
+        "options": {**first["options"], "tasks": ["mr-offline"]}
+    }
+    plans.write_plan(folder, moved)
+    again = plans.read_plan(folder)
+    assert again["options"]["tasks"] == ["mr-offline"] and again["stages"] == []
+    err = " ".join(capsys.readouterr().err.split())
+    assert "now resolves to other work; its plan starts anew" in err
+    assert "results of tasks it no longer runs stay until removed: synthetic-alignment" in err
+
+
 def test_numerics_profiles_are_applied_before_torch_loads():
     code = (
         "from icl_bench.core import numerics; numerics.apply('portable'); import torch; "
