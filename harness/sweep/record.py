@@ -69,33 +69,40 @@ def plan_record(plan: Plan, precision: str, contexts: ContextConfig, train: Trai
     }
 
 
-RESOLVED = ("options", "contexts", "train", "numerics")  # what a command resolves to: what it computes
-
-
 def write_plan(folder: Path, record: dict[str, Any]) -> Path:
     """Write the plan of a `run` into the suite `folder`.  A suite that already has a plan keeps it: a
     rerun of the same command keeps its later stages, another command becomes one more stage.  The same
-    command resolving to other work (a default changed since) starts the plan anew, said on stderr with
-    the result folders of tasks it no longer runs."""
+    command resolving to other work (a default changed since) starts the plan anew (`starts_anew`)."""
     path = Path(folder) / PLAN_FILE
     try:
         known = read_plan(folder) if path.is_file() else None
     except UsageError:  # a damaged plan is replaced by this run's
         known = None
-    same = known is not None and known["argv"] == record["argv"]
-    if same and any(known.get(key) != record[key] for key in RESOLVED):  # type: ignore[union-attr]
-        tasks = record["options"]["tasks"]
-        others = sorted(t.name for t in (Path(folder) / "results").glob("*/") if t.name not in tasks)
-        stale = f"; results of tasks it no longer runs stay until removed: {', '.join(others)}"
-        command = record["command"] or "the same plan call"
-        line = f"{path}: {command} now resolves to other work; its plan starts anew"
-        console.print(line + (stale if others else ""), markup=False)
+    if known is not None and known["argv"] == record["argv"] and starts_anew(folder, known, record):
         known = None
     if known is None:
         write_json(path, record)
     elif known["argv"] != record["argv"]:
         add_stage(folder, record["argv"] or [])
     return path
+
+
+def starts_anew(folder: Path, known: dict[str, Any], record: dict[str, Any]) -> bool:
+    """Whether `record` resolves to other work than the `known` plan of the same command; if so, one
+    stderr line names the stages dropped with it and the result folders of tasks it no longer runs
+    (their outputs stay until removed)."""
+    if resolved(known) == resolved(json.loads(json.dumps(record, default=str))):  # tuples as read back
+        return False
+    results = Path(folder) / "results"
+    tasks = record["options"]["tasks"]
+    others = [t.name for t in sorted(results.glob("*")) if t.is_dir() and t.name not in tasks]
+    line = f"{Path(folder) / PLAN_FILE}: {record['command']} now resolves to other work; its plan starts anew"
+    if known["stages"]:
+        line += "; dropped stages: " + "; ".join(command_line(stage) for stage in known["stages"])
+    if others:
+        line += f"; results of tasks it no longer runs stay until removed: {', '.join(others)}"
+    console.print(line, markup=False, soft_wrap=True)
+    return True
 
 
 def add_stage(folder: Path, argv: Sequence[str]) -> None:

@@ -331,7 +331,8 @@ def test_a_regime_trained_without_snapshots_is_one_line(tmp_path, monkeypatch, c
     with store.writing("train", sweep.train_inputs(settings[0])) as fake:  # an adapter, no snapshots
         (fake / "adapter_config.json").write_text("{}")
     capsys.readouterr()  # the tiny model's build, above
-    args = ["probe", "--models", "tiny", "--regimes", "zero", "--size", "bare", "--store", str(store.root)]
+    args = ["probe", "--models", "tiny", "--tasks", "synthetic-alignment", "--regimes", "zero"]
+    args += ["--size", "bare", "--store", str(store.root)]
     assert cli.main([*args, "--out", str(tmp_path / "out")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "trained without snapshots: tiny / synthetic-alignment / zero" in line

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from icl_bench.score.claims import Comparison, Term
 from icl_bench.score.results import TaskResults, load_results
 
 WALL_S, RSS_GIB, HALF_WIDTH, MIN_GAIN, MIN_DISTINCT = 20 * 60, 6.0, 0.05, 0.05, 0.5
+CORES = 2  # (d) is judged on 2 CPU cores: a run with more is not comparable
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,9 @@ def judge_suite(suite: Path) -> list[Judged]:
 
 
 def timed_run(args: list[str], store: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in GiB) of `icl-bench run ARGS` in a subprocess."""
-    command = [sys.executable, "-m", "icl_bench.cli", "run", "--store", str(store), "--out", str(out), *args]
+    """(seconds, peak RSS in GiB) of `icl-bench run ARGS` in a subprocess, in float32 as (d) asks."""
+    command = [sys.executable, "-m", "icl_bench.cli", "run", "--store", str(store), "--out", str(out)]
+    command += ["--precision", "fp32", *args]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -205,8 +208,9 @@ def main() -> None:
         d = "not measured"
         if budget is not None:
             seconds, rss = budget
-            ok["d"] = seconds <= WALL_S and rss <= RSS_GIB
-            d = f"{seconds / 60:.1f} min, {rss:.2f} GiB " + ("ok" if ok["d"] else "FAILS")
+            cores = len(os.sched_getaffinity(0))
+            ok["d"] = seconds <= WALL_S and rss <= RSS_GIB and cores == CORES
+            d = f"{seconds / 60:.1f} min, {rss:.2f} GiB, {cores} cores " + ("ok" if ok["d"] else "FAILS")
         e = (
             "choice task ok"
             if row.e is None

@@ -1,8 +1,8 @@
 """Benchmark `icl-bench run`: wall time and peak RSS of a first run in a fresh store, and of an
 unchanged second run (goal: at most 5% of the first's time).
 
-    python tests/benchmarks/bench_run.py                       # the embedded default (~20 min on 2 cores)
-    python tests/benchmarks/bench_run.py --models tiny --size smoke
+    python tests/benchmarks/bench_run.py                       # the embedded default (~26 min on 2 cores)
+    python tests/benchmarks/bench_run.py --models tiny --tasks synthetic-alignment --size smoke
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from icl_bench.core.names import DEFAULT_TASK
 
 
 def timed_run(args: list[str], store: Path, out: Path) -> tuple[float, float]:
@@ -35,16 +37,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="smollm2-135m")
+    parser.add_argument("--tasks", default=DEFAULT_TASK)
     parser.add_argument("--size", default="default")
     parser.add_argument("--store", help="store to start from (default: a fresh temporary one)")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         store = Path(options.store or Path(tmp) / "store")
         out = Path(tmp) / "suites" / "bench"
-        args = ["--models", options.models, "--size", options.size]
+        args = ["--models", options.models, "--tasks", options.tasks, "--size", options.size]
         first, first_rss = timed_run(args, store, out)
         second, _ = timed_run(args, store, out)
-    table = Table(title=f"icl-bench run --models {options.models} --size {options.size}")
+    table = Table(title="icl-bench run " + " ".join(args))
     for column in ("first run (s)", "peak RSS (GiB)", "unchanged rerun (s)", "rerun / first"):
         table.add_column(column, justify="right")
     table.add_row(f"{first:.1f}", f"{first_rss:.2f}", f"{second:.1f}", f"{second / first:.1%} (goal <= 5%)")

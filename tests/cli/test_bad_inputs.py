@@ -380,6 +380,8 @@ def test_a_bad_hostfile_is_refused_before_any_work(tmp_path, capsys, extra, mess
             "tiny",
             "--size",
             "smoke",
+            "--tasks",
+            "synthetic-alignment",
             "--out",
             str(out),
             "--store",

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from icl_bench.core.errors import UsageError
+from icl_bench.core.names import DEFAULT_TASK
 from icl_bench.score.results import load_results
 
 SUITE = Path(__file__).parents[2] / "leaderboards" / "default" / "results"
-TASK = "mr-offline"  # the default's task
+TASK = DEFAULT_TASK
 
 
 @pytest.fixture

@@ -60,6 +60,8 @@ def test_run_records_its_plan_and_the_leaderboard_shows_the_command(suite):
         "tiny",
         "--size",
         "smoke",
+        "--tasks",
+        "synthetic-alignment",
         "--regimes",
         "zero",
         "--out",
@@ -172,21 +174,26 @@ def test_later_commands_become_stages_and_store_paths_are_not_recorded(suite, tm
 
 
 def test_the_same_command_resolving_to_other_work_starts_the_plan_anew(suite, tmp_path, capsys):
-    """A changed default (issue 21 moved `run`'s task) must not leave the old resolution on record."""
-    _, out = suite
+    """A changed default (issue 21 moved `run`'s task) must not leave the old resolution on record; the
+    same command resolving to the same work keeps the plan and its stages (the real command line)."""
+    root, out = suite
     folder = copy_of(out, tmp_path)
-    plans.add_stage(folder, ["probe"])
     first = plans.read_plan(folder)
-    plans.write_plan(folder, dict(first))  # the same command, the same work: the plan and its stages stay
+    argv = [*first["argv"][:-1], str(folder)]  # the suite as if made in `folder`
+    json_file = folder / "plan.json"
+    json_file.write_text(json.dumps({**first, "argv": argv, "command": plans.command_line(argv)}))
+    plans.add_stage(folder, ["probe"])
+    capsys.readouterr()
+    assert cli.main([*argv, "--store", str(root / "store")]) == 0  # the same work: nothing to redo
     assert plans.read_plan(folder)["stages"] == [["probe"]]
-    moved = {k: v for k, v in first.items() if k != "stages"} | {
-        "options": {**first["options"], "tasks": ["mr-offline"]}
-    }
-    plans.write_plan(folder, moved)
+    assert "starts anew" not in capsys.readouterr().err
+    recorded = plans.read_plan(folder)
+    moved = {k: v for k, v in recorded.items() if k != "stages"}
+    plans.write_plan(folder, moved | {"options": {**recorded["options"], "tasks": ["mr-offline"]}})
     again = plans.read_plan(folder)
     assert again["options"]["tasks"] == ["mr-offline"] and again["stages"] == []
     err = " ".join(capsys.readouterr().err.split())
-    assert "now resolves to other work; its plan starts anew" in err
+    assert "now resolves to other work; its plan starts anew; dropped stages: icl-bench probe" in err
     assert "results of tasks it no longer runs stay until removed: synthetic-alignment" in err
 
 

@@ -107,6 +107,8 @@ def test_unreachable_model_fails_before_training(tmp_path):
         "tiny,llama8b",
         "--size",
         "smoke",
+        "--tasks",
+        "synthetic-alignment",
         "--out",
         str(tmp_path / "out"),
     ]
