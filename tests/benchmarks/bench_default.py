@@ -12,6 +12,7 @@ Every interval resamples test examples (`icl_bench.claims.estimate`, the leaderb
 claims' verdicts are not read here: they never enter the choice of a default.
 
     python tests/benchmarks/bench_default.py --suite leaderboards/default     # judge a suite's results
+    python tests/benchmarks/bench_default.py --suite leaderboards/default --measured 25.8 5.40  # and (d)
     python tests/benchmarks/bench_default.py --                  # run `icl-bench run` fresh, then judge
 
 A run goes to a fresh temporary store (its wall time and peak RSS are (d)); a suite is judged on (a)-(c)
@@ -59,15 +60,16 @@ class Judged:
     b: Estimate | None
     c: float  # the widest half-width over every mode and bin cell of every regime
     widest: str  # which cell
-    e: float | None  # the lowest distinct-prediction ratio of a fine-tuned regime (None: choice task)
+    e: float  # the lowest distinct-prediction ratio of a fine-tuned regime
     collapsed: str  # which regime
+    choice: bool  # a multiple-choice task: (e) is shown, not judged (it asks it of generation tasks)
 
     def passes(self) -> dict[str, bool]:
         return {
             "a": self.a is not None and self.a.lo > 0 and self.a.value >= MIN_GAIN,
             "b": self.b is not None and self.b.lo > 0,
             "c": self.c <= HALF_WIDTH,
-            "e": self.e is None or self.e >= MIN_DISTINCT,
+            "e": self.choice or self.e >= MIN_DISTINCT,
         }
 
 
@@ -77,12 +79,10 @@ def scaled(found: Estimate | None, scale: float) -> Estimate | None:
     return Estimate(found.value / scale, found.lo / scale, found.hi / scale, found.examples)
 
 
-def distinct_ratio(suite: Path, task: TaskResults, model: str, split: str) -> tuple[float, str] | None:
+def distinct_ratio(suite: Path, task: TaskResults, model: str, split: str) -> tuple[float, str]:
     """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' records of
-    `split`, all modes pooled, and its regime; None for a multiple-choice task (its outputs are labels)."""
+    `split`, all modes pooled, and its regime (on a choice task: labels predicted / labels needed)."""
     definition = plugins.tasks[task.task]
-    if definition.choices is not None:
-        return None
     golds = {(split, ex.id): ex.output for ex in definition.load(split)}
     lowest = (float("inf"), "")
     for path in sorted((suite / "results" / task.task / model).glob("*.jsonl")):
@@ -147,8 +147,8 @@ def judge_suite(suite: Path) -> list[Judged]:
                     scaled(context, scale),
                     (widest["hi"] - widest["lo"]) / 2 / scale,
                     f"{widest['regime']}/{widest['column']}",
-                    None if collapse is None else collapse[0],
-                    "" if collapse is None else collapse[1],
+                    *collapse,
+                    plugins.tasks[task.task].choices is not None,
                 )
             )
     return out
@@ -176,6 +176,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--suite", help="judge this suite folder instead of running")
+    parser.add_argument(
+        "--measured",
+        nargs=2,
+        type=float,
+        metavar=("MINUTES", "GIB"),
+        help="with --suite: judge (d) on a budget measured outside (fresh store, 2 cores, float32)",
+    )
     parser.add_argument("run", nargs=argparse.REMAINDER, help="-- then `icl-bench run` options")
     options = parser.parse_args()
     budget = None
@@ -206,15 +213,17 @@ def main() -> None:
     for row in found:
         ok = row.passes()
         d = "not measured"
+        if options.measured:  # measured outside this script, e.g. GNU time around the README's command
+            minutes, rss = options.measured
+            ok["d"] = minutes * 60 <= WALL_S and rss <= RSS_GIB
+            d = f"{minutes:.1f} min, {rss:.2f} GiB (given) " + ("ok" if ok["d"] else "FAILS")
         if budget is not None:
             seconds, rss = budget
             cores = len(os.sched_getaffinity(0))
             ok["d"] = seconds <= WALL_S and rss <= RSS_GIB and cores == CORES
             d = f"{seconds / 60:.1f} min, {rss:.2f} GiB, {cores} cores " + ("ok" if ok["d"] else "FAILS")
-        e = (
-            "choice task ok"
-            if row.e is None
-            else f"{row.e:.2f} {row.collapsed} " + ("ok" if ok["e"] else "FAILS")
+        e = f"{row.e:.2f} {row.collapsed} " + (
+            "(choice task: not judged)" if row.choice else "ok" if ok["e"] else "FAILS"
         )
         table.add_row(
             f"{row.task}\n{row.model}",
