@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from icl_bench.report.board import board
 from icl_bench.report.plots import plot_png
-from icl_bench.report.tables import Grid, csv_text, decimals, grids, json_text, markdown
+from icl_bench.report.tables import Grid, collapsed_lines, csv_text, decimals, grids, json_text, markdown
 from icl_bench.report.writer import write_files
 from icl_bench.score import verdicts
 from icl_bench.score.bins import BINS
@@ -110,6 +110,7 @@ def rich_tables(results: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> list
                 )
             )
             caption = f"Low < {e1:.4g} <= Medium < {e2:.4g} <= High (max_sim, {summary.bins.method})"
+            caption += "".join(f"\ncollapsed: {line}" for line in collapsed_lines(summary, grid.split))
             tables.append(_rich_grid(grid, bins, f"{title} by similarity bin", caption))
         tables += [
             verdicts.rich_table(v, summary.metric, decimals(summary)) for v in data.verdicts[summary.task]

@@ -6,6 +6,7 @@ leaderboard.json.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -73,3 +74,15 @@ def describe(folder: Path) -> str:
 def md_escape(text: str) -> str:
     """`text` safe inside a markdown table cell."""
     return text.replace("|", "\\|")
+
+
+def md_code(text: str, limit: int = 40) -> str:
+    """A model output shown as a markdown code span: its first `limit` characters ("..." after a cut),
+    characters that do not print escaped, a fence longer than any backtick run inside."""
+    if not text:
+        return "an empty string"
+    shown = text if len(text) <= limit else text[:limit] + "..."
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", shown)), default=0))
+    pad = " " if shown[0] == "`" or shown[-1] == "`" else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"

@@ -6,6 +6,7 @@ verdicts and the Environment section), the long-format leaderboard.csv and leade
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from icl_bench.core import environment
 from icl_bench.core.names import MODE_ORDER
 from icl_bench.core.types import BASELINE_MODEL
 from icl_bench.report.board import Board, regime_key
-from icl_bench.report.suites import md_escape, plan_markdown
+from icl_bench.report.suites import md_code, md_escape, plan_markdown
 from icl_bench.score import verdicts
 from icl_bench.score.bins import BINS
 from icl_bench.score.summary import Cell, TaskSummary, baseline_key
@@ -60,6 +61,18 @@ class Grid:
         }
         top = max(shown.values(), default=None)
         return {i for i, mean in shown.items() if mean == top}
+
+
+def collapsed_lines(summary: TaskSummary, split: str | None = None) -> list[str]:
+    """One sentence per collapsed model row (`icl_bench.score.collapse`) of `split` (None: every one),
+    in the tables' row order."""
+    found = sorted(summary.collapsed, key=lambda c: (c.split, c.model, regime_key(c.regime)))
+    return [
+        f"{c.model} / {c.regime} answers {md_code(c.output)} on all {c.records} records of split "
+        f"`{c.split}`, not all of them right: its cells measure that one output, not what the regime learned"
+        for c in found
+        if split in (None, c.split)
+    ]
 
 
 def decimals(summary: TaskSummary) -> int:
@@ -134,6 +147,8 @@ def markdown(data: Board) -> str:
                 ]
                 label = f"*{label}*" if i in grid.references else label
                 lines.append("| " + " | ".join(md_escape(t) for t in (label, *texts)) + " |")
+        for line in collapsed_lines(summary):
+            lines += ["", f"**Collapsed**: {line}."]
         lines += ["", f"![{summary.task}: score by similarity bin]({quote(summary.task)}.png)"]
         lines += verdicts.markdown(data.verdicts[summary.task], decimals(summary), data.margins[summary.task])
     lines += environment_markdown(data.environments)
@@ -218,6 +233,7 @@ def json_text(data: Board) -> str:
             "rows": [{k: v for k, v in row.items() if k != "task"} for row in rows([summary])],
             "claims": verdicts.as_json(data.verdicts[summary.task], DIGITS),
             "claims_margin": round(data.margins[summary.task], DIGITS),
+            "collapsed": [dataclasses.asdict(c) for c in summary.collapsed],
         }
     environments = [
         {"task": t, "model": m, "regime": r, "stage": s, "environment": env}

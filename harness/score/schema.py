@@ -33,6 +33,7 @@ class Record:
     score: float
     max_sim: float | None
     stats: tuple[float, ...] | None = None  # a corpus metric's sufficient statistics
+    prediction: str | None = None  # the model's output, when the line records it (`collapses`)
 
 
 def check_records(
@@ -159,6 +160,9 @@ def parse_record(raw: dict[str, Any], where: str) -> Record:
     stats = raw.get("stats")
     if stats is not None and (not isinstance(stats, list) or not stats or not all(_finite(x) for x in stats)):
         raise UsageError(f"{where}: field 'stats' must be a list of numbers, got {stats!r}; rerun evaluate")
+    prediction = raw.get("prediction")
+    if prediction is not None and not isinstance(prediction, str):
+        raise UsageError(f"{where}: field 'prediction' must be a string, got {prediction!r}; rerun evaluate")
     return Record(
         raw["task"],
         raw["model"],
@@ -169,6 +173,7 @@ def parse_record(raw: dict[str, Any], where: str) -> Record:
         score,
         max_sim,
         None if stats is None else tuple(float(x) for x in stats),
+        prediction,
     )
 
 

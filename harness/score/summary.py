@@ -15,6 +15,7 @@ from typing import Literal
 
 from icl_bench.score.bins import Bins, bin_of
 from icl_bench.score.bootstrap import DEFAULT_BOOTSTRAP, Bootstrap, Corpus, clustered
+from icl_bench.score.collapse import Collapse, collapses
 from icl_bench.score.results import TaskResults, load_results
 from icl_bench.score.schema import Record
 
@@ -51,6 +52,7 @@ class TaskSummary:
     metric: str
     bins: Bins
     rows: tuple[Row, ...]
+    collapsed: tuple[Collapse, ...] = ()  # model rows answering one output throughout (`collapses`)
 
 
 def baseline_key(name: str) -> tuple[int, str]:
@@ -110,7 +112,11 @@ def summarise(
 def score_task(task: TaskResults, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> TaskSummary:
     """One task's records summarised (`summarise`) with its bins and metric."""
     rows = summarise(task.records, task.bins.edges, bootstrap, task.corpus)
-    return TaskSummary(task.task, task.metric, task.bins, rows)
+    from icl_bench.core import plugins
+
+    metric = plugins.metrics.get(task.metric)
+    top = metric.bounds[1] if metric is not None and metric.bounds is not None else None
+    return TaskSummary(task.task, task.metric, task.bins, rows, collapses(task.records, top))
 
 
 def score_results(results: Path, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP) -> list[TaskSummary]:
