@@ -10,12 +10,16 @@ import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rank_bm25 import BM25Okapi
 
 from icl_bench import Example, Paraphraser, Task
 from icl_bench.contexts.pool import Pool
+
+if TYPE_CHECKING:
+    from icl_bench.sweep.plan import Plan
 
 K1, B = 1.5, 0.75
 EMBED_DIM = 64
@@ -146,6 +150,20 @@ def same_ranking(ours: Sequence[int], theirs: Sequence[int], ref_scores: np.ndar
 def excluded_for(pool: Pool, target: Example) -> set[int]:
     """Pool indices with the target's id or input, computed here rather than via Pool.excluded."""
     return {i for i, ex in enumerate(pool.examples) if ex.id == target.id or ex.input == target.input}
+
+
+# The fast test sweep: the tiny model on the synthetic task at the smoke size (`icl-bench run`'s own
+# default task, mr-offline, fetches an sdist and takes minutes)
+TINY_SMOKE = ("--models", "tiny", "--tasks", "synthetic-alignment", "--size", "smoke")
+
+
+def tiny_plan(regimes: Sequence[str], out: Path, size: str = "smoke", **changes: Any) -> Plan:
+    """The `Plan` of the fast test sweep (`TINY_SMOKE`) over the named regimes, with `changes`."""
+    from icl_bench.core import plugins
+    from icl_bench.sweep.plan import Plan
+
+    chosen = [plugins.regimes[name] for name in regimes]
+    return Plan(models=["tiny"], tasks=["synthetic-alignment"], regimes=chosen, size=size, out=out, **changes)
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, pythonpath: Path | None = None):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from helpers import WordsTask, build_words_task, error_line, run_cli
+from helpers import TINY_SMOKE, WordsTask, build_words_task, error_line, run_cli, tiny_plan
 from safetensors.torch import load_file
 
 from icl_bench import cli, hookimpl
@@ -19,7 +19,7 @@ from icl_bench.contexts.build import ContextConfig, build_contexts, load_pool, r
 from icl_bench.core import plugins
 from icl_bench.core.errors import UsageError
 from icl_bench.core.store import Store
-from icl_bench.sweep.plan import SIZES, Plan, Size
+from icl_bench.sweep.plan import SIZES, Size
 from icl_bench.sweep.sweep import Sweep
 from icl_bench.train.config import TrainConfig
 from icl_bench.train.snapshots import SNAPSHOTS, load_trained, snapshots
@@ -252,34 +252,12 @@ def test_size_presets_keep_about_five_snapshots():
 
 
 def test_an_unknown_regime_is_one_line(tmp_path):
-    done = run_cli(
-        "probe",
-        "--models",
-        "tiny",
-        "--regimes",
-        "nope",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        cwd=tmp_path,
-    )
+    done = run_cli("probe", *TINY_SMOKE, "--regimes", "nope", cwd=tmp_path)
     assert "unknown regime 'nope'; known regimes: " in error_line(done)
 
 
 def test_an_untrained_regime_is_one_line(tmp_path):
-    done = run_cli(
-        "probe",
-        "--models",
-        "tiny",
-        "--regimes",
-        "zero",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        cwd=tmp_path,
-    )
+    done = run_cli("probe", *TINY_SMOKE, "--regimes", "zero", cwd=tmp_path)
     line = error_line(done)
     assert "not trained yet: tiny / synthetic-alignment / zero" in line and "icl-bench train" in line
 
@@ -319,13 +297,7 @@ def test_a_regime_trained_without_snapshots_is_one_line(tmp_path, monkeypatch, c
     smoke = SIZES["smoke"]
     monkeypatch.setitem(SIZES, "bare", Size(smoke.contexts, replace(smoke.train, snapshot_steps=0), 6))
     store = Store(tmp_path / "store")
-    plan = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[plugins.regimes["zero"]],
-        size="bare",
-        out=tmp_path / "out",
-    )
+    plan = tiny_plan(["zero"], tmp_path / "out", size="bare")
     sweep = Sweep(plan, store)
     settings = [setting for setting, _ in sweep.settings(base=False)]
     with store.writing("train", sweep.train_inputs(settings[0])) as fake:  # an adapter, no snapshots
@@ -346,8 +318,7 @@ def test_run_with_probes_on_tiny(tmp_path):
     """The real stage end to end: the three regimes P1-P3 name, 3 probe examples (time), 2 snapshots each."""
     out, store = tmp_path / "suite", tmp_path / "store"
     done = run_cli(
-        "run", "--probes", "--models", "tiny", "--tasks", "synthetic-alignment", "--size", "smoke",
-        "--regimes", "random,similar,contrastive", "--max-probe", "3",
+        "run", "--probes", *TINY_SMOKE, "--regimes", "random,similar,contrastive", "--max-probe", "3",
         "--store", str(store), "--out", str(out), cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import WordsTask, build_words_task, error_line, run_cli
+from helpers import TINY_SMOKE, WordsTask, build_words_task, error_line, run_cli
 
 from icl_bench import cli, hookimpl
 from icl_bench.core import plugins
@@ -17,7 +17,7 @@ from icl_bench.core.validate import Rows, check_writable, names_in
 from icl_bench.report.board import read_environments
 from icl_bench.sweep.plan import resolve_regimes
 
-SWEEP = ("--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment")
+SWEEP = TINY_SMOKE
 WITH_OUT = {"run", "evaluate", "probe", "analyze", "leaderboard"}
 
 
@@ -376,12 +376,7 @@ def test_a_bad_hostfile_is_refused_before_any_work(tmp_path, capsys, extra, mess
     code = cli.main(
         [
             "run",
-            "--models",
-            "tiny",
-            "--size",
-            "smoke",
-            "--tasks",
-            "synthetic-alignment",
+            *TINY_SMOKE,
             "--out",
             str(out),
             "--store",

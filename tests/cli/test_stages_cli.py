@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import error_line, run_cli
+from helpers import TINY_SMOKE, error_line, run_cli
 
-SWEEP = ("--models", "tiny", "--regimes", "zero", "--size", "smoke", "--tasks", "synthetic-alignment")
+SWEEP = (*TINY_SMOKE, "--regimes", "zero")
 
 
 def trained_files(store: Path) -> dict[str, bytes]:

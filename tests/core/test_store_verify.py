@@ -12,13 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import run_cli
+from helpers import run_cli, tiny_plan
 
 from icl_bench import cli
-from icl_bench.core import plugins
 from icl_bench.core.files import fingerprint
 from icl_bench.core.store import DAMAGED, MANIFEST, Store, write_manifest
-from icl_bench.sweep.plan import Plan
 from icl_bench.sweep.stages import run
 
 
@@ -36,13 +34,7 @@ def smoke(tmp_path_factory):
     """One smoke sweep and the bytes of its suite and store, undamaged."""
     root = tmp_path_factory.mktemp("verify")
     store = Store(root / "store")
-    plan = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[plugins.regimes["random"]],
-        size="smoke",
-        out=root / "suite",
-    )
+    plan = tiny_plan(["random"], root / "suite")
     assert run(plan, store) == []
     return plan, store, contents(plan.out), contents(store.root)
 

@@ -68,20 +68,9 @@ def test_executors_are_plugins(capsys):
 
 
 def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
-    from helpers import run_cli
+    from helpers import TINY_SMOKE, run_cli
 
-    args = (
-        "run",
-        "--models",
-        "tiny",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        "--regimes",
-        "zero",
-        "--dry-run",
-    )
+    args = ("run", *TINY_SMOKE, "--regimes", "zero", "--dry-run")
     done = run_cli(*args, "--store", str(tmp_path / "store"), "--out", "suite", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -107,21 +96,9 @@ def test_dry_run_prints_the_graph_and_runs_nothing(tmp_path):
     ],
 )
 def test_bad_executor_options_are_one_line_before_any_work(tmp_path, options, message):
-    from helpers import error_line, run_cli
+    from helpers import TINY_SMOKE, error_line, run_cli
 
-    done = run_cli(
-        "run",
-        "--models",
-        "tiny",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        *options,
-        "--out",
-        "suite",
-        cwd=tmp_path,
-    )
+    done = run_cli("run", *TINY_SMOKE, *options, "--out", "suite", cwd=tmp_path)
     assert re.search(message, error_line(done))
     assert not (tmp_path / "suite").exists()
 

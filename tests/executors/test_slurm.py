@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import TINY_SMOKE
 
 CLUSTER = Path(__file__).resolve().parents[1] / "slurm" / "cluster.sh"
-SWEEP = ("run", "--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment", "--out", "suite")
+SWEEP = ("run", *TINY_SMOKE, "--out", "suite")
 JOBS = ("--executor", "slurm", "--cpus-per-task", "1", "--mem-gb", "3")
 
 

@@ -10,6 +10,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from helpers import TINY_SMOKE
 
 from icl_bench import cli
 from icl_bench.core import numerics
@@ -23,19 +24,7 @@ def suite(tmp_path_factory):
     """A tiny smoke suite made by the command line, as a user would (zero regime only)."""
     root = tmp_path_factory.mktemp("reproduce")
     out = root / "suite"
-    argv = [
-        "run",
-        "--models",
-        "tiny",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        "--regimes",
-        "zero",
-        "--out",
-        str(out),
-    ]
+    argv = ["run", *TINY_SMOKE, "--regimes", "zero", "--out", str(out)]
     assert cli.main([*argv, "--store", str(root / "store")]) == 0
     return root, out
 
@@ -54,19 +43,7 @@ def copy_of(suite, tmp_path):
 def test_run_records_its_plan_and_the_leaderboard_shows_the_command(suite):
     _, out = suite
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["argv"] == [
-        "run",
-        "--models",
-        "tiny",
-        "--size",
-        "smoke",
-        "--tasks",
-        "synthetic-alignment",
-        "--regimes",
-        "zero",
-        "--out",
-        str(out),
-    ]
+    assert plan["argv"] == ["run", *TINY_SMOKE, "--regimes", "zero", "--out", str(out)]
     assert plan["command"].startswith("icl-bench run --models tiny") and "--store" not in plan["command"]
     assert plan["options"]["regimes"] == [
         {"name": "zero", "params": {"augment_pool": False, "min_mean_sim": None, "sampler": "Empty()"}}

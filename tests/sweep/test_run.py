@@ -7,6 +7,7 @@ import sys
 from dataclasses import replace
 
 import pytest
+from helpers import TINY_SMOKE, tiny_plan
 
 from icl_bench import cli
 from icl_bench.core import plugins
@@ -23,13 +24,7 @@ def smoke(tmp_path_factory):
     """One smoke sweep (tiny, zero + contrastive) shared by the tests below."""
     root = tmp_path_factory.mktemp("run")
     store, out = Store(root / "store"), root / "leaderboards" / "smoke"
-    plan = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[plugins.regimes["zero"], plugins.regimes["contrastive"]],
-        size="smoke",
-        out=out,
-    )
+    plan = tiny_plan(["zero", "contrastive"], out)
     assert run(plan, store) == []
     return plan, store, out
 
@@ -64,13 +59,7 @@ def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(sm
     before = artifacts(store)
     assert run(plan, store) == []
     assert artifacts(store) == before
-    wider = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[*plan.regimes, plugins.regimes["random"]],
-        size="smoke",
-        out=out,
-    )
+    wider = replace(plan, regimes=[*plan.regimes, plugins.regimes["random"]])
     assert run(wider, store) == []
     added = set(artifacts(store)) - set(before)
     assert {p.relative_to(store.root).parts[0] for p in added} == {"training-sets", "train", "evaluate"}
@@ -80,14 +69,7 @@ def test_unchanged_rerun_recomputes_nothing_and_new_regime_trains_only_itself(sm
 
 def test_diverging_training_is_recorded_and_the_sweep_goes_on(tmp_path):
     out = tmp_path / "nan"
-    plan = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[plugins.regimes["zero"]],
-        size="smoke",
-        out=out,
-        learning_rate=1e30,
-    )
+    plan = tiny_plan(["zero"], out, learning_rate=1e30)
     failures = run(plan, Store(tmp_path / "store"))
     assert len(failures) == 1 and "zero" in failures[0] and "loss" in failures[0].lower()
     assert json.loads((out / "failures.json").read_text()) == failures
@@ -196,15 +178,7 @@ def test_export_lm_eval_command(tmp_path, capsys):
 @pytest.mark.deepspeed
 def test_run_trains_under_the_deepspeed_launcher(tmp_path):
     out = tmp_path / "suites" / "ds"
-    plan = Plan(
-        models=["tiny"],
-        tasks=["synthetic-alignment"],
-        regimes=[plugins.regimes["zero"]],
-        size="smoke",
-        out=out,
-        launcher="deepspeed",
-        num_gpus=1,
-    )
+    plan = tiny_plan(["zero"], out, launcher="deepspeed", num_gpus=1)
     store = Store(tmp_path / "store")
     assert run(plan, store) == []
     (trained,) = (store.root / "train").iterdir()
@@ -219,9 +193,7 @@ def test_size_overrides_reach_the_contexts_and_keep_the_rest_of_the_preset(tmp_p
     from icl_bench.sweep.sweep import Sweep
 
     options = ["--max-test", "3", "--max-pool", "9", "--epochs", "2", "--store", str(tmp_path / "store")]
-    args = cli.build_parser().parse_args(
-        ["run", "--models", "tiny", "--size", "smoke", "--tasks", "synthetic-alignment", *options]
-    )
+    args = cli.build_parser().parse_args(["run", *TINY_SMOKE, *options])
     plan, store = cli.plan_of(args)
     config = Sweep(plan, store).contexts_config
     assert (config.max_test, config.max_pool, config.epochs) == (3, 9, 2)
