@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_run import timed_run  # this folder's run benchmark: wall time and peak RSS of one run
 from rich.console import Console
 from rich.table import Table
 
@@ -44,6 +43,7 @@ from icl_bench.score import claims
 from icl_bench.score.bootstrap import Estimate
 from icl_bench.score.claims import Comparison, Term
 from icl_bench.score.results import TaskResults, load_results
+from icl_bench.score.schema import Record
 
 WALL_S, RSS_GIB, HALF_WIDTH, MIN_GAIN, MIN_DISTINCT = 20 * 60, 6.0, 0.05, 0.05, 0.5
 CORES = 2  # (d) is judged on 2 CPU cores: a run with more is not comparable
@@ -79,20 +79,20 @@ def scaled(found: Estimate | None, scale: float) -> Estimate | None:
     return Estimate(found.value / scale, found.lo / scale, found.hi / scale, found.examples)
 
 
-def distinct_ratio(suite: Path, task: TaskResults, model: str, split: str) -> tuple[float, str]:
-    """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' records of
-    `split`, all modes pooled, and its regime (on a choice task: labels predicted / labels needed)."""
-    definition = plugins.tasks[task.task]
-    golds = {(split, ex.id): ex.output for ex in definition.load(split)}
+def distinct_ratio(task: TaskResults, model: str, split: str) -> tuple[float, str]:
+    """The lowest (distinct predictions / distinct references) over the fine-tuned regimes' verified
+    records of `split`, all modes pooled, and its regime (on a choice task: labels predicted / needed)."""
+    golds = {ex.id: ex.output for ex in plugins.tasks[task.task].load(split)}
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for record in task.records:
+        if (record.model, record.split) == (model, split) and record.regime != "base":
+            groups[record.regime].append(record)
     lowest = (float("inf"), "")
-    for path in sorted((suite / "results" / task.task / model).glob("*.jsonl")):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        lines = [line for line in lines if line["split"] == split]
-        if path.stem == "base" or not lines:
-            continue
-        predicted = {line["prediction"].strip() for line in lines}
-        references = {golds[(line["split"], line["id"])] for line in lines}
-        lowest = min(lowest, (len(predicted) / len(references), path.stem))
+    for regime, records in sorted(groups.items()):
+        if any(r.prediction is None for r in records):
+            raise ValueError(f"{task.task}: {model} / {regime} records keep no predictions; rerun evaluate")
+        predicted = {r.prediction.strip() for r in records}  # type: ignore[union-attr]
+        lowest = min(lowest, (len(predicted) / len({golds[r.id] for r in records}), regime))
     return lowest
 
 
@@ -137,7 +137,7 @@ def judge_suite(suite: Path) -> list[Judged]:
                 corpus=task.corpus,
             )
             widest = max((r for r in cells if r["model"] == model), key=lambda r: r["hi"] - r["lo"])
-            collapse = distinct_ratio(suite, task, model, split)
+            collapse = distinct_ratio(task, model, split)
             out.append(
                 Judged(
                     task.task if split == "test" else f"{task.task} ({split})",
@@ -152,17 +152,6 @@ def judge_suite(suite: Path) -> list[Judged]:
                 )
             )
     return out
-
-
-def timed_run(args: list[str], store: Path, out: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in GiB) of `icl-bench run ARGS` in a subprocess, in float32 as (d) asks."""
-    command = [sys.executable, "-m", "icl_bench.cli", "run", "--store", str(store), "--out", str(out)]
-    command += ["--precision", "fp32", *args]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"run failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
 def ci(found: Estimate | None, ok: bool) -> str:
@@ -194,7 +183,8 @@ def main() -> None:
                 found = judge_suite(Path(options.suite))
             else:
                 suite = Path(tmp) / "suite"
-                budget = timed_run([a for a in options.run if a != "--"], Path(tmp) / "store", suite)
+                run_options = ["--precision", "fp32", *(a for a in options.run if a != "--")]  # (d): float32
+                budget = timed_run(run_options, Path(tmp) / "store", suite)
                 found = judge_suite(suite)
     except (UsageError, OSError, ValueError, KeyError) as error:
         sys.exit(f"bench_default: {type(error).__name__ if not str(error) else error}")
